@@ -1,0 +1,1 @@
+"""sparta-hpc: SPARTA alignment on Slurm GPU clusters."""

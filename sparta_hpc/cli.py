@@ -1,0 +1,93 @@
+"""``sparta-hpc`` commands: run, status, rate, prepare-data. Nothing heavy is imported here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sparta_hpc.config import DEFAULT_CONFIG, ConfigError, check_paths, config_hash, load_config
+
+RUN_EPILOG = "Overrides: key=value pairs after the options, e.g. plan.alpha=0.5 run.iterations=2."
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: the tiny CPU demo)")
+    p.add_argument("--cluster", choices=("inline", "local", "slurm"), help="where jobs run (cluster.backend)")
+    p.add_argument("--run-dir", help="run directory (default: runs/<run.name>-<config hash>)")
+    p.add_argument("--force", action="store_true", help="resume even if result-changing keys differ")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sparta_hpc import iteration
+    from sparta_hpc.rundir import RunDir
+
+    overrides = list(args.overrides)
+    if args.cluster:
+        overrides.append(f"cluster.backend={args.cluster}")
+    cfg = load_config(args.config, overrides)
+    check_paths(cfg)
+    root = Path(args.run_dir) if args.run_dir else Path("runs") / f"{cfg.run.name}-{config_hash(cfg)[:8]}"
+    run_dir = RunDir(root)
+    print(f"run directory: {run_dir.root}", flush=True)
+    state = iteration.run(cfg, run_dir, force=args.force, log=lambda s: print(s, flush=True))
+    print(f"done: {state.iteration}/{state.iterations_total} iterations\nrun directory: {run_dir.root}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sparta_hpc.status import run_status, status_text
+
+    status = run_status(Path(args.run_dir))
+    print(json.dumps(status, indent=1, sort_keys=True) if args.json else status_text(status))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparta-hpc", description="SPARTA alignment on Slurm clusters")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run_arguments(sub.add_parser("run", help="run or resume a tournament", epilog=RUN_EPILOG))
+    status = sub.add_parser("status", help="iterations x stages and the current ratings of a run")
+    status.add_argument("run_dir")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    from sparta_hpc import rescore
+    from sparta_hpc.tasks import prepare
+
+    rescore.add_arguments(sub.add_parser("rate", help="re-run rating and pair selection of one iteration"))
+    prepare.add_arguments(sub.add_parser("prepare-data", help="convert a task's data to the canonical format"))
+    return parser
+
+
+COMMANDS: dict[str, Any] = {"run": cmd_run, "status": cmd_status}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "rate":
+            from sparta_hpc import rescore
+
+            code = rescore.main(args)
+        elif args.command == "prepare-data":
+            from sparta_hpc.tasks import prepare
+
+            code = prepare.main(args)
+        else:
+            code = COMMANDS[args.command](args)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        code = 130
+    except Exception as e:  # user-facing errors of our own kinds
+        from sparta_hpc.errors import USER_ERRORS
+
+        if not isinstance(e, USER_ERRORS):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        code = 1
+    sys.exit(code)

@@ -1,0 +1,233 @@
+"""The SPARTA loop: every stage of an iteration, in order, in one place.
+
+Each stage has the same four beats: skip if the state records it done, compute (in this process) or submit
+jobs, wait, record its outputs with checksums in the state. Resuming a run is running it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sparta_hpc import jobs
+from sparta_hpc.config import ConfigError, SpartaConfig, config_hash, differing_keys, load_config, result_keys, to_yaml
+from sparta_hpc.executor import run_jobs
+from sparta_hpc.method import matchmaking, ratings
+from sparta_hpc.method.types import Generation, JudgedMatch, Judgment, Match, PlayerRating, RatingTable
+from sparta_hpc.rundir import RunDir, atomic_write_text, parse_records, read_json, write_json, write_jsonl
+from sparta_hpc.state import LauncherLock, RunState, checksums, first_invalid_stage, load_state, save_state
+from sparta_hpc.tasks.pool import prompt_pool
+
+Log = Callable[[str], None]
+
+
+class ConfigChanged(RuntimeError):
+    """The run directory was started with a config that computes something else."""
+
+
+def run(cfg: SpartaConfig, run_dir: RunDir, *, force: bool = False, log: Log = print) -> RunState:
+    """Run (or resume) every iteration; holds the launcher lock throughout."""
+    with LauncherLock(run_dir):
+        state = _open(cfg, run_dir, force, log)
+        while not state.done:
+            run_iteration(state.iteration, cfg, run_dir, state, log)
+        return state
+
+
+def run_iteration(t: int, cfg: SpartaConfig, run: RunDir, state: RunState, log: Log) -> None:
+    """One SPARTA iteration, then commit it to the state."""
+    # plan: sample prompts and pair players (pure, seeded by run.seed and t)
+    _stage(t, "plan", state, run, log, lambda: plan(t, cfg, run))
+    # generate: both players of every match answer its prompt (array job over match shards)
+    _stage(t, "generate", state, run, log, lambda: generate(t, cfg, run))
+    # judge: every other player scores both answers (array job over match shards)
+    _stage(t, "judge", state, run, log, lambda: judge(t, cfg, run))
+    # rate: sequential reputation update and preference pairs (pure, in this process)
+    _stage(t, "rate", state, run, log, lambda: rate(t, cfg, run))
+    # train: LoRA-DPO of every player on the shared pairs (one job per player)
+    _stage(t, "train", state, run, log, lambda: train(t, cfg, run, log))
+    commit(t, cfg, run, state)
+    log(f"iteration {t + 1}/{cfg.run.iterations} committed\n{leaderboard(state.rating_table())}")
+
+
+StageResult = tuple[list[Any], dict[str, Any]]
+"""A stage's output paths (checksummed into the state) and a small summary for the state and the log."""
+
+
+def _stage(t: int, name: str, state: RunState, run: RunDir, log: Log, body: Callable[[], StageResult]) -> None:
+    if state.is_done(t, name):
+        return
+    start = time.monotonic()
+    outputs, info = body()
+    info["seconds"] = round(time.monotonic() - start, 3)
+    state.mark_done(t, name, checksums(run, outputs), info)
+    save_state(run, state)
+    summary = ", ".join(f"{k} {v}" for k, v in info.items() if k != "seconds" and not isinstance(v, dict))
+    log(f"[iter {t}] {name:<8} done in {info['seconds']:.1f}s  {summary}")
+
+
+# ---------------------------------------------------------------- stages
+
+
+def plan(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
+    players = _players_at_start(t, cfg, run)
+    start = _ratings_at_start(t, cfg, run)
+    pool = prompt_pool(cfg)
+    if cfg.plan.num_prompts > len(pool):
+        raise ConfigError(f"plan.num_prompts={cfg.plan.num_prompts} but task {cfg.task.name!r} has {len(pool)} prompts")
+    chosen = matchmaking.sample_prompts(len(pool), cfg.plan.num_prompts, cfg.run.seed, t, cfg.plan.prompts)
+    matches = matchmaking.plan_matches(
+        [pool[i] for i in chosen],
+        cfg.player_names,
+        {p: r.rating for p, r in start.items()},
+        cfg.plan,
+        seed=cfg.run.seed,
+        iteration=t,
+    )
+    write_jsonl(run.matches(t), [m.to_dict() for m in matches])
+    write_json(run.stage(t, "plan") / "players.json", players)
+    return [run.matches(t), run.stage(t, "plan") / "players.json"], {"matches": len(matches)}
+
+
+def generate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
+    shards = range(cfg.generate.num_shards)
+    counts = run_jobs(cfg.cluster, run.jobs(t, "generate"), "generate", jobs.generate_shard,
+                      [(str(run.root), t, s) for s in shards])
+    return [run.shard(t, "generate", s) for s in shards], {"shards": len(shards), "new": sum(c for c in counts if c > 0)}
+
+
+def judge(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
+    shards = range(cfg.judge.num_shards)
+    counts = run_jobs(cfg.cluster, run.jobs(t, "judge"), "judge", jobs.judge_shard,
+                      [(str(run.root), t, s) for s in shards])
+    return [run.shard(t, "judge", s) for s in shards], {"shards": len(shards), "new": sum(c for c in counts if c > 0)}
+
+
+def rate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
+    judged = judged_matches(t, cfg, run)
+    history = [{p: r.rating for p, r in _read_ratings(run, u).items()} for u in range(t)]
+    result = ratings.rate_iteration(judged, _ratings_at_start(t, cfg, run), history, cfg.rate, t)
+    write_jsonl(run.judged(t), [j.to_dict() for j in judged])
+    write_json(run.ratings(t), {p: r.to_dict() for p, r in sorted(result.ratings.items())})
+    write_jsonl(run.preferences(t), [p.to_dict() for p in result.pairs])
+    report = result.report()
+    write_json(run.rate_report(t), report)
+    outputs = [run.judged(t), run.ratings(t), run.preferences(t), run.rate_report(t)]
+    failed = sum(c["failed"] for c in result.judge_counts.values())
+    return outputs, {"pairs": len(result.pairs), "failed_judgments": failed}
+
+
+def train(t: int, cfg: SpartaConfig, run: RunDir, log: Log) -> StageResult:
+    if not read_json(run.rate_report(t))["num_pairs"]:
+        log(f"[iter {t}] train    skipped: no preference pair survived judging; adapters carry over unchanged")
+        return [], {"trained": False}
+    players = cfg.player_names
+    run_jobs(cfg.cluster, run.jobs(t, "train"), "train", jobs.train_player, [(str(run.root), t, p) for p in players])
+    return [run.adapter(t, p) for p in players], {"trained": True}
+
+
+def commit(t: int, cfg: SpartaConfig, run: RunDir, state: RunState) -> None:
+    state.iteration = t + 1
+    _sync_summary(state, cfg, run)
+    save_state(run, state)
+
+
+# ---------------------------------------------------------------- inputs of a stage
+
+
+def judged_matches(t: int, cfg: SpartaConfig, run: RunDir) -> list[JudgedMatch]:
+    """Join matches, generations and judgments into the rating input, in match order."""
+    matches = parse_records(run.matches(t), Match.from_dict)
+    responses = jobs.read_generations(run, t, cfg.generate.num_shards)
+    scores: dict[str, dict[str, Any]] = {m.match_id: {} for m in matches}
+    for shard in range(cfg.judge.num_shards):
+        for j in parse_records(run.shard(t, "judge", shard), Judgment.from_dict):
+            scores[j.match_id][j.judge] = j.scores
+    return [
+        JudgedMatch(
+            match_id=m.match_id,
+            prompt=m.prompt,
+            players=m.players,
+            responses=(responses[(m.match_id, m.players[0])], responses[(m.match_id, m.players[1])]),
+            judgments={judge: scores[m.match_id].get(judge) for judge in cfg.player_names if judge not in m.players},
+        )
+        for m in matches
+    ]
+
+
+def _read_ratings(run: RunDir, t: int) -> RatingTable:
+    return {p: PlayerRating.from_dict(r) for p, r in read_json(run.ratings(t)).items()}
+
+
+def _ratings_at_start(t: int, cfg: SpartaConfig, run: RunDir) -> RatingTable:
+    if t == 0:
+        initial = PlayerRating(rating=cfg.rate.initial_rating, deviation=cfg.rate.initial_deviation)
+        return {p: initial for p in cfg.player_names}
+    return _read_ratings(run, t - 1)
+
+
+def _players_at_start(t: int, cfg: SpartaConfig, run: RunDir) -> dict[str, dict[str, str | None]]:
+    """Each player's base and adapter at the start of iteration t (built at t = 0)."""
+    if t == 0:
+        return run_jobs(cfg.cluster, run.jobs(0, "plan"), "plan", jobs.prepare_models, [(str(run.root),)])[0]
+    return _players_after(t - 1, run)
+
+
+def _players_after(t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
+    """Each player's base and adapter after iteration t: the trained adapter, or the old one if none trained."""
+    previous = read_json(run.stage(t, "plan") / "players.json")
+    if not read_json(run.rate_report(t))["num_pairs"]:
+        return previous
+    return {p: {"base": spec["base"], "adapter": str(run.adapter(t, p))} for p, spec in previous.items()}
+
+
+# ---------------------------------------------------------------- opening a run
+
+
+def _open(cfg: SpartaConfig, run: RunDir, force: bool, log: Log) -> RunState:
+    """Save the config, load or create the state, and forget any stage whose outputs changed."""
+    digest = config_hash(cfg)
+    if run.config_file.exists():
+        old = load_config(run.config_file)
+        changed = differing_keys(result_keys(old), result_keys(cfg))
+        if changed and not force:
+            raise ConfigChanged(
+                f"{run.root} was started with another config; these keys differ: {', '.join(changed)}. "
+                "Use a new run directory, or --force to continue with the new values."
+            )
+    atomic_write_text(run.config_file, to_yaml(cfg))
+    state = load_state(run) or RunState(config_hash=digest, iterations_total=cfg.run.iterations)
+    state.config_hash = digest
+    state.iterations_total = cfg.run.iterations
+    invalid = first_invalid_stage(run, state)
+    if invalid is not None:
+        t, stage = invalid
+        log(f"[iter {t}] {stage}: outputs are missing or changed since they were recorded; redoing from here")
+        state.invalidate(t, stage)
+        state.iteration = min(state.iteration, t)
+    _sync_summary(state, cfg, run)
+    save_state(run, state)
+    return state
+
+
+def _sync_summary(state: RunState, cfg: SpartaConfig, run: RunDir) -> None:
+    """Ratings, their history and adapters after the last committed iteration, read from its records."""
+    t = state.iteration
+    state.ratings = {p: r.to_dict() for p, r in _ratings_at_start(t, cfg, run).items()}
+    state.rating_history = [{p: r.rating for p, r in _read_ratings(run, u).items()} for u in range(t)]
+    players_file = run.stage(0, "plan") / "players.json"
+    if t > 0:
+        state.adapters = {p: spec["adapter"] for p, spec in _players_after(t - 1, run).items()}
+    elif players_file.exists():
+        state.adapters = {p: spec["adapter"] for p, spec in read_json(players_file).items()}
+
+
+def leaderboard(table: RatingTable) -> str:
+    rows = sorted(table.items(), key=lambda kv: (-kv[1].rating, kv[0]))
+    width = max(len(p) for p in table) if table else 6
+    lines = [f"  {'#':>2}  {'player':<{width}}  {'rating':>9}  {'deviation':>9}"]
+    for i, (p, r) in enumerate(rows, start=1):
+        lines.append(f"  {i:>2}  {p:<{width}}  {r.rating:>9.3f}  {r.deviation:>9.4f}")
+    return "\n".join(lines)
+
