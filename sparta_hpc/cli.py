@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sparta_hpc.tasks import prepare
 
     rescore.add_arguments(sub.add_parser("rate", help="re-run rating and pair selection of one iteration"))
-    prepare.add_arguments(sub.add_parser("prepare-data", help="convert a task's data to the canonical format"))
+    prepare.add_arguments(
+        sub.add_parser("prepare-data", help="convert a task's data to the canonical format")
+    )
     return parser
 
 

@@ -44,7 +44,7 @@ class ModelConfig:
     base: str = MISSING
     """Directory of the base model (safetensors), or ``tiny`` for the built-in tiny base."""
     adapter: str | None = None
-    """Directory of the player's LoRA adapter, ``tiny`` for a random tiny adapter, or null for the bare base."""
+    """Directory of the player's LoRA adapter, ``tiny`` (random tiny adapter) or null (the bare base)."""
 
 
 @dataclass
@@ -64,7 +64,9 @@ class RunConfig:
         if self.iterations < 1:
             raise ConfigError(f"run.iterations={self.iterations} must be >= 1")
         if self.profile not in PROFILES:
-            raise ConfigError(f"run.profile={self.profile!r} is not valid; allowed values: {', '.join(PROFILES)}")
+            raise ConfigError(
+                f"run.profile={self.profile!r} is not valid; allowed values: {', '.join(PROFILES)}"
+            )
 
 
 @dataclass
@@ -136,7 +138,9 @@ class EngineConfig:
         if self.kind not in ("hf", "vllm"):
             raise ConfigError(f"engine.kind={self.kind!r} is not valid; allowed values: hf, vllm")
         if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"engine.dtype={self.dtype!r} is not valid; allowed values: float32, bfloat16, float16")
+            raise ConfigError(
+                f"engine.dtype={self.dtype!r} is not valid; allowed values: float32, bfloat16, float16"
+            )
         _positive("engine", self, ("batch_size",))
 
 
@@ -187,7 +191,9 @@ class SpartaConfig:
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
         if len(names) < 3:
-            raise ConfigError(f"models: {len(names)} given, SPARTA needs at least 3 (two players and a judge)")
+            raise ConfigError(
+                f"models: {len(names)} given, SPARTA needs at least 3 (two players and a judge)"
+            )
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigError(f"models: duplicate model names {duplicates}; every name must be unique")
@@ -338,4 +344,6 @@ def check_paths(cfg: SpartaConfig) -> None:
             raise ConfigError(f"task.data_dir is required for task.name={cfg.task.name!r}")
         train = Path(cfg.task.data_dir) / cfg.task.name / "train.jsonl"
         if not train.is_file():
-            raise ConfigError(f"task.data_dir={cfg.task.data_dir!r}: {train} does not exist (run prepare-data)")
+            raise ConfigError(
+                f"task.data_dir={cfg.task.data_dir!r}: {train} does not exist (run prepare-data)"
+            )

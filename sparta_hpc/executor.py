@@ -1,4 +1,4 @@
-"""Where jobs run: in this process, as local subprocesses, or on Slurm. The only module that imports submitit."""
+"""Where jobs run: in this process, in local subprocesses, or on Slurm. The only module importing submitit."""
 
 from __future__ import annotations
 

@@ -6,15 +6,25 @@ jobs, wait, record its outputs with checksums in the state. Resuming a run is ru
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
 
 from sparta_hpc import jobs
-from sparta_hpc.config import ConfigError, SpartaConfig, config_hash, differing_keys, load_config, result_keys, to_yaml
+from sparta_hpc.config import (
+    STAGES,
+    ConfigError,
+    SpartaConfig,
+    config_hash,
+    differing_keys,
+    load_config,
+    result_keys,
+    to_yaml,
+)
 from sparta_hpc.executor import run_jobs
 from sparta_hpc.method import matchmaking, ratings
-from sparta_hpc.method.types import Generation, JudgedMatch, Judgment, Match, PlayerRating, RatingTable
+from sparta_hpc.method.types import JudgedMatch, Judgment, Match, PlayerRating, RatingTable
 from sparta_hpc.rundir import RunDir, atomic_write_text, parse_records, read_json, write_json, write_jsonl
 from sparta_hpc.state import LauncherLock, RunState, checksums, first_invalid_stage, load_state, save_state
 from sparta_hpc.tasks.pool import prompt_pool
@@ -55,7 +65,9 @@ StageResult = tuple[list[Any], dict[str, Any]]
 """A stage's output paths (checksummed into the state) and a small summary for the state and the log."""
 
 
-def _stage(t: int, name: str, state: RunState, run: RunDir, log: Log, body: Callable[[], StageResult]) -> None:
+def _stage(
+    t: int, name: str, state: RunState, run: RunDir, log: Log, body: Callable[[], StageResult]
+) -> None:
     if state.is_done(t, name):
         return
     start = time.monotonic()
@@ -75,7 +87,9 @@ def plan(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
     start = _ratings_at_start(t, cfg, run)
     pool = prompt_pool(cfg)
     if cfg.plan.num_prompts > len(pool):
-        raise ConfigError(f"plan.num_prompts={cfg.plan.num_prompts} but task {cfg.task.name!r} has {len(pool)} prompts")
+        raise ConfigError(
+            f"plan.num_prompts={cfg.plan.num_prompts} but task {cfg.task.name!r} has {len(pool)} prompts"
+        )
     chosen = matchmaking.sample_prompts(len(pool), cfg.plan.num_prompts, cfg.run.seed, t, cfg.plan.prompts)
     matches = matchmaking.plan_matches(
         [pool[i] for i in chosen],
@@ -92,16 +106,28 @@ def plan(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
 
 def generate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
     shards = range(cfg.generate.num_shards)
-    counts = run_jobs(cfg.cluster, run.jobs(t, "generate"), "generate", jobs.generate_shard,
-                      [(str(run.root), t, s) for s in shards])
-    return [run.shard(t, "generate", s) for s in shards], {"shards": len(shards), "new": sum(c for c in counts if c > 0)}
+    counts = run_jobs(
+        cfg.cluster,
+        run.jobs(t, "generate"),
+        "generate",
+        jobs.generate_shard,
+        [(str(run.root), t, s) for s in shards],
+    )
+    return [run.shard(t, "generate", s) for s in shards], {
+        "shards": len(shards),
+        "new": sum(c for c in counts if c > 0),
+    }
 
 
 def judge(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
     shards = range(cfg.judge.num_shards)
-    counts = run_jobs(cfg.cluster, run.jobs(t, "judge"), "judge", jobs.judge_shard,
-                      [(str(run.root), t, s) for s in shards])
-    return [run.shard(t, "judge", s) for s in shards], {"shards": len(shards), "new": sum(c for c in counts if c > 0)}
+    counts = run_jobs(
+        cfg.cluster, run.jobs(t, "judge"), "judge", jobs.judge_shard, [(str(run.root), t, s) for s in shards]
+    )
+    return [run.shard(t, "judge", s) for s in shards], {
+        "shards": len(shards),
+        "new": sum(c for c in counts if c > 0),
+    }
 
 
 def rate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
@@ -120,10 +146,18 @@ def rate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
 
 def train(t: int, cfg: SpartaConfig, run: RunDir, log: Log) -> StageResult:
     if not read_json(run.rate_report(t))["num_pairs"]:
-        log(f"[iter {t}] train    skipped: no preference pair survived judging; adapters carry over unchanged")
+        log(
+            f"[iter {t}] train    skipped: no preference pair survived judging; adapters carry over unchanged"
+        )
         return [], {"trained": False}
     players = cfg.player_names
-    run_jobs(cfg.cluster, run.jobs(t, "train"), "train", jobs.train_player, [(str(run.root), t, p) for p in players])
+    run_jobs(
+        cfg.cluster,
+        run.jobs(t, "train"),
+        "train",
+        jobs.train_player,
+        [(str(run.root), t, p) for p in players],
+    )
     return [run.adapter(t, p) for p in players], {"trained": True}
 
 
@@ -150,7 +184,9 @@ def judged_matches(t: int, cfg: SpartaConfig, run: RunDir) -> list[JudgedMatch]:
             prompt=m.prompt,
             players=m.players,
             responses=(responses[(m.match_id, m.players[0])], responses[(m.match_id, m.players[1])]),
-            judgments={judge: scores[m.match_id].get(judge) for judge in cfg.player_names if judge not in m.players},
+            judgments={
+                judge: scores[m.match_id].get(judge) for judge in cfg.player_names if judge not in m.players
+            },
         )
         for m in matches
     ]
@@ -175,7 +211,7 @@ def _players_at_start(t: int, cfg: SpartaConfig, run: RunDir) -> dict[str, dict[
 
 
 def _players_after(t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
-    """Each player's base and adapter after iteration t: the trained adapter, or the old one if none trained."""
+    """Each player's base and adapter after iteration t: its trained adapter, or the old one if untrained."""
     previous = read_json(run.stage(t, "plan") / "players.json")
     if not read_json(run.rate_report(t))["num_pairs"]:
         return previous
@@ -206,9 +242,19 @@ def _open(cfg: SpartaConfig, run: RunDir, force: bool, log: Log) -> RunState:
         log(f"[iter {t}] {stage}: outputs are missing or changed since they were recorded; redoing from here")
         state.invalidate(t, stage)
         state.iteration = min(state.iteration, t)
+        _remove_outputs_from(run, t, stage)
     _sync_summary(state, cfg, run)
     save_state(run, state)
     return state
+
+
+def _remove_outputs_from(run: RunDir, t: int, stage: str) -> None:
+    """Delete the outputs of ``stage`` of iteration t and of everything after it, so none is trusted again."""
+    for u in range(t, t + 10_000):
+        if not run.iteration(u).exists():
+            break
+        for s in STAGES[STAGES.index(stage) if u == t else 0 :]:
+            shutil.rmtree(run.stage(u, s), ignore_errors=True)
 
 
 def _sync_summary(state: RunState, cfg: SpartaConfig, run: RunDir) -> None:
@@ -228,6 +274,5 @@ def leaderboard(table: RatingTable) -> str:
     width = max(len(p) for p in table) if table else 6
     lines = [f"  {'#':>2}  {'player':<{width}}  {'rating':>9}  {'deviation':>9}"]
     for i, (p, r) in enumerate(rows, start=1):
-        lines.append(f"  {i:>2}  {p:<{width}}  {r.rating:>9.3f}  {r.deviation:>9.4f}")
+        lines.append(f"  {i:>2}  {p:<{width}}  {r.rating:>9.4f}  {r.deviation:>9.4f}")
     return "\n".join(lines)
-

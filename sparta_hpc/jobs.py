@@ -131,12 +131,19 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
         return -1
     matches = _shard_matches(run, t, cfg.generate.num_shards, shard)
     requests = [
-        Request(request_id=f"{m.match_id}/{p}", model=p, prompt=m.prompt, seed=stable_seed(cfg.run.seed, t, m.match_id, p))
+        Request(
+            request_id=f"{m.match_id}/{p}",
+            model=p,
+            prompt=m.prompt,
+            seed=stable_seed(cfg.run.seed, t, m.match_id, p),
+        )
         for m in matches
         for p in m.players
     ]
     g = cfg.generate
-    sampling = Sampling(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p)
+    sampling = Sampling(
+        max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p
+    )
     engine: list[Any] = []
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
@@ -144,7 +151,12 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
             _set_threads(cfg)
             engine.append(_engine(cfg, _players(run, t)))
         return [
-            Generation(match_id=r.request_id.rsplit("/", 1)[0], player=r.model, response=c.text, num_tokens=c.num_new_tokens).to_dict()
+            Generation(
+                match_id=r.request_id.rsplit("/", 1)[0],
+                player=r.model,
+                response=c.text,
+                num_tokens=c.num_new_tokens,
+            ).to_dict()
             for r, c in zip(chunk, engine[0].generate(chunk, sampling), strict=True)
         ]
 
@@ -153,7 +165,9 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
     return len(records)
 
 
-def judge_requests(cfg: SpartaConfig, t: int, matches: list[Match], responses: dict[tuple[str, str], str]) -> list[Request]:
+def judge_requests(
+    cfg: SpartaConfig, t: int, matches: list[Match], responses: dict[tuple[str, str], str]
+) -> list[Request]:
     """Every non-competing player judges both responses of every match, one request per response."""
     prefix = judging.SCORE_PREFIX if cfg.judge.method == "logprob" else ""
     requests = []
@@ -191,7 +205,9 @@ def judge_shard(run_root: str, t: int, shard: int) -> int:
     matches = _shard_matches(run, t, cfg.judge.num_shards, shard)
     requests = judge_requests(cfg, t, matches, read_generations(run, t, cfg.generate.num_shards))
     j = cfg.judge
-    sampling = Sampling(max_new_tokens=j.max_new_tokens, temperature=j.temperature, top_k=j.top_k, top_p=j.top_p)
+    sampling = Sampling(
+        max_new_tokens=j.max_new_tokens, temperature=j.temperature, top_k=j.top_k, top_p=j.top_p
+    )
     engine: list[Any] = []
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
@@ -224,7 +240,9 @@ def _pair_sides(results: list[dict[str, Any]]) -> list[Judgment]:
             continue
         b = by_id[f"{match_id}/{judge}/b"]
         judgments.append(
-            Judgment(match_id=match_id, judge=judge, scores=(r["score"], b["score"]), raw=(r["raw"], b["raw"]))
+            Judgment(
+                match_id=match_id, judge=judge, scores=(r["score"], b["score"]), raw=(r["raw"], b["raw"])
+            )
         )
     return judgments
 

@@ -153,7 +153,11 @@ class LauncherLock:
             ) from None
         f.seek(0)
         f.truncate()
-        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        holder = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         f.write(json.dumps(holder) + "\n")
         f.flush()
         self._file = f

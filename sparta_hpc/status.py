@@ -32,7 +32,9 @@ def run_status(root: Path) -> dict[str, Any]:
         "iteration": state.iteration,
         "iterations_total": state.iterations_total,
         "stages": stages,
-        "ratings": {p: {"rating": r["rating"], "deviation": r["deviation"]} for p, r in sorted(state.ratings.items())},
+        "ratings": {
+            p: {"rating": r["rating"], "deviation": r["deviation"]} for p, r in sorted(state.ratings.items())
+        },
         "adapters": state.adapters,
     }
 
