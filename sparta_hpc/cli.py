@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="iterations x stages and the current ratings of a run")
     status.add_argument("run_dir")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    report = sub.add_parser("report", help="results table, leaderboard, plots and an HTML report of a run")
+    report.add_argument("run_dir")
+    report.add_argument("--out", help="output folder (default: RUN_DIR/report)")
     from sparta_hpc import rescore
     from sparta_hpc.tasks import prepare
 
@@ -73,6 +76,10 @@ def main(argv: list[str] | None = None) -> None:
             from sparta_hpc import rescore
 
             code = rescore.main(args)
+        elif args.command == "report":
+            from sparta_hpc import report
+
+            code = report.main(args)
         elif args.command == "prepare-data":
             from sparta_hpc.tasks import prepare
 

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sparta_hpc.evaluation import EvalConfig
 from sparta_hpc.method.settings import PROFILES, PlanConfig, RateConfig
 from sparta_hpc.training.dpo import TrainConfig
 
@@ -24,7 +25,7 @@ DEFAULT_CONFIG = CONFIG_DIR / "debug.yaml"
 TINY = "tiny"
 """Model path placeholder: the built-in tiny base / a random tiny LoRA adapter, built inside the run dir."""
 
-STAGES = ("plan", "generate", "judge", "rate", "train")
+STAGES = ("plan", "generate", "judge", "rate", "train", "evaluate")
 """The stages of one iteration, in order."""
 
 RESULT_NEUTRAL_PREFIXES = ("cluster.", "run.iterations", "run.name")
@@ -185,6 +186,7 @@ class SpartaConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     rate: RateConfig = field(default_factory=RateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sparta_hpc import jobs
+from sparta_hpc import evaluation, jobs
 from sparta_hpc.config import (
     STAGES,
     ConfigError,
@@ -57,6 +57,8 @@ def run_iteration(t: int, cfg: SpartaConfig, run: RunDir, state: RunState, log: 
     _stage(t, "rate", state, run, log, lambda: rate(t, cfg, run))
     # train: LoRA-DPO of every player on the shared pairs (one job per player)
     _stage(t, "train", state, run, log, lambda: train(t, cfg, run, log))
+    # evaluate: held-out task scores of the new adapters (array job over players x split shards)
+    _stage(t, "evaluate", state, run, log, lambda: evaluate(t, cfg, run))
     commit(t, cfg, run, state)
     log(f"iteration {t + 1}/{cfg.run.iterations} committed\n{leaderboard(state.rating_table())}")
 
@@ -159,6 +161,12 @@ def train(t: int, cfg: SpartaConfig, run: RunDir, log: Log) -> StageResult:
         [(str(run.root), t, p) for p in players],
     )
     return [run.adapter(t, p) for p in players], {"trained": True}
+
+
+def evaluate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
+    if not evaluation.due(cfg.eval.every, t, cfg.run.iterations):
+        return [], {"evaluated": False}
+    return [], {"evaluated": False}
 
 
 def commit(t: int, cfg: SpartaConfig, run: RunDir, state: RunState) -> None:
