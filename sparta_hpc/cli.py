@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sparta_hpc.status import run_status, status_text
+    from sparta_hpc.status import render, watch
 
-    status = run_status(Path(args.run_dir))
-    print(json.dumps(status, indent=1, sort_keys=True) if args.json else status_text(status))
+    if args.watch is not None:
+        return watch(Path(args.run_dir), args.watch, args.json)
+    print(render(Path(args.run_dir), args.json))
     return 0
 
 
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="iterations x stages and the current ratings of a run")
     status.add_argument("run_dir")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    watch_help = "refresh every SECONDS (default 10) until the run is done"
+    status.add_argument("--watch", nargs="?", type=float, const=10.0, metavar="SECONDS", help=watch_help)
     report = sub.add_parser("report", help="results table, leaderboard, plots and an HTML report of a run")
     report.add_argument("run_dir")
     report.add_argument("--out", help="output folder (default: RUN_DIR/report)")
@@ -100,3 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         code = 1
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -43,6 +43,11 @@ class RunDir:
         return self.root / "events.jsonl"
 
     @property
+    def report_dir(self) -> Path:
+        """Default output folder of ``sparta-hpc report`` (leaderboard, plots, report.html)."""
+        return self.root / "report"
+
+    @property
     def tiny_base(self) -> Path:
         return self.root / "models" / "tiny-base"
 
@@ -87,6 +92,22 @@ class RunDir:
 
     def train_stats(self, t: int, player: str) -> Path:
         return self.stage(t, "train") / player / "stats.json"
+
+    def eval_models(self, t: int) -> Path:
+        """``{label: {player: {base, adapter}}}``: the models iteration t's evaluate stage evaluates."""
+        return self.stage(t, "evaluate") / "models.json"
+
+    def eval_records(self, t: int, label: str, player: str, split: str, shard: int) -> Path:
+        """Records of one evaluation unit: one model (label, player) on one shard of one split."""
+        return self.stage(t, "evaluate") / label / player / f"{split}_{shard:05d}.jsonl"
+
+    def eval_parts(self, t: int, label: str, player: str, split: str, shard: int) -> Path:
+        """Chunks a running evaluation unit has finished; merged into ``eval_records()`` when it ends."""
+        return self.stage(t, "evaluate") / label / player / f"{split}_{shard:05d}.parts"
+
+    def eval_judge_adapter(self, name: str) -> Path:
+        """The random tiny adapter of an ``eval.judge_model`` whose adapter is ``tiny``."""
+        return self.root / "models" / "eval-judge" / name
 
     def jobs(self, t: int, stage: str) -> Path:
         """submitit's folder (pickles and logs) of one stage's jobs."""
@@ -152,6 +173,11 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """All records of a JSONL file; a bad line raises RecordError naming ``path:line``."""
+    return [record for _, record in _numbered_records(path)]
+
+
+def _numbered_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of every non-blank line."""
     records = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -163,14 +189,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise RecordError(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
             if not isinstance(record, dict):
                 raise RecordError(f"{path}:{lineno}: a record must be a JSON object")
-            records.append(record)
+            records.append((lineno, record))
     return records
 
 
 def parse_records(path: Path, parse: Any) -> list[Any]:
     """``read_jsonl`` then ``parse(dict)`` per line, with ``path:line`` on any error."""
     out = []
-    for lineno, record in enumerate(read_jsonl(path), start=1):
+    for lineno, record in _numbered_records(path):
         try:
             out.append(parse(record))
         except (KeyError, TypeError, ValueError) as e:

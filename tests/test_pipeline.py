@@ -155,3 +155,22 @@ def test_no_surviving_pair_skips_training_with_a_message(tmp_path: Path) -> None
     assert sum(c["failed"] for c in report["judge_counts"].values()) == 8 * 2
     assert not (tmp_path / "run/iter_000/train").exists()
     assert state(tmp_path / "run")["done"] is True
+
+
+def test_status_json_describes_the_finished_run(reference: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparta_hpc.cli", "status", str(reference), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["run_dir"] == str(reference.resolve())
+    assert (status["done"], status["iteration"], status["iterations_total"]) == (True, 2, 2)
+    assert {(r["iteration"], r["stage"]) for r in status["stages"] if r["state"] == "done"} >= {
+        (t, s) for t in range(2) for s in ("plan", "generate", "judge", "rate", "train")
+    }
+    final = json.loads((reference / "iter_001/rate/ratings.json").read_text())
+    expected = {p: {"rating": r["rating"], "deviation": r["deviation"]} for p, r in final.items()}
+    assert status["ratings"] == expected
