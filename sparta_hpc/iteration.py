@@ -22,6 +22,7 @@ from sparta_hpc.config import (
     result_keys,
     to_yaml,
 )
+from sparta_hpc.events import STAGE_END, STAGE_START, EventLog
 from sparta_hpc.executor import run_jobs
 from sparta_hpc.method import matchmaking, ratings
 from sparta_hpc.method.types import JudgedMatch, Judgment, Match, PlayerRating, RatingTable
@@ -72,11 +73,14 @@ def _stage(
 ) -> None:
     if state.is_done(t, name):
         return
+    events = EventLog(run)
+    events.emit(STAGE_START, iteration=t, stage=name)
     start = time.monotonic()
     outputs, info = body()
     info["seconds"] = round(time.monotonic() - start, 3)
     state.mark_done(t, name, checksums(run, outputs), info)
     save_state(run, state)
+    events.emit(STAGE_END, iteration=t, stage=name, seconds=info["seconds"])
     summary = ", ".join(f"{k} {v}" for k, v in info.items() if k != "seconds" and not isinstance(v, dict))
     log(f"[iter {t}] {name:<8} done in {info['seconds']:.1f}s  {summary}")
 
@@ -164,9 +168,32 @@ def train(t: int, cfg: SpartaConfig, run: RunDir, log: Log) -> StageResult:
 
 
 def evaluate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
-    if not evaluation.due(cfg.eval.every, t, cfg.run.iterations):
+    labels = evaluation.labels(t, cfg.eval.every, cfg.run.iterations)
+    if not labels:
         return [], {"evaluated": False}
-    return [], {"evaluated": False}
+    write_json(run.eval_models(t), {label: _eval_players(label, t, run) for label in labels})
+    units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations)
+    num_tasks = len(evaluation.task_units(units, cfg.eval.units_per_task))
+    counts = run_jobs(
+        cfg.cluster,
+        run.jobs(t, "evaluate"),
+        "evaluate",
+        jobs.evaluate_shard,
+        [(str(run.root), t, i) for i in range(num_tasks)],
+    )
+    paths = [run.eval_records(t, u.label, u.player, u.split, u.shard) for u in units]
+    scores, unscored = evaluation.summarize(
+        r for p in paths for r in parse_records(p, evaluation.EvalRecord.from_dict)
+    )
+    info = {"evaluated": True, "tasks": num_tasks, "new": sum(c for c in counts if c > 0)}
+    return [run.eval_models(t), *paths], info | evaluation.stage_info(scores, cfg.player_names, unscored)
+
+
+def _eval_players(label: str, t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
+    """Each player's base and adapter as evaluated under ``label``: the initial ones, or those after t."""
+    if label == evaluation.INITIAL:
+        return read_json(run.stage(0, "plan") / "players.json")
+    return _players_after(t, run)
 
 
 def commit(t: int, cfg: SpartaConfig, run: RunDir, state: RunState) -> None:

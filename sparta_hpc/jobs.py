@@ -14,11 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sparta_hpc import evaluation
 from sparta_hpc.config import TINY, SpartaConfig, load_config
 from sparta_hpc.engines.base import ModelSpec, Request, Sampling
+from sparta_hpc.evaluation import EvalRecord, EvalUnit
 from sparta_hpc.method import judging
 from sparta_hpc.method.types import Generation, Judgment, Match
 from sparta_hpc.rundir import RunDir, parse_records, read_json, read_jsonl, write_json, write_jsonl
+from sparta_hpc.tasks.prompts import build_prompt
+from sparta_hpc.tasks.schema import TaskExample
 
 
 def stable_seed(*parts: object) -> int:
@@ -71,7 +75,9 @@ def _players(run: RunDir, t: int) -> dict[str, dict[str, str | None]]:
 def _engine(cfg: SpartaConfig, players: dict[str, dict[str, str | None]]) -> Any:
     specs = player_specs(players)
     if cfg.engine.kind == "vllm":
-        raise NotImplementedError("engine.kind=vllm is not available yet; use engine.kind=hf")
+        from sparta_hpc.engines.vllm import VLLMEngine
+
+        return VLLMEngine(specs, cfg.engine)
     from sparta_hpc.engines.hf import HFEngine
 
     return HFEngine(
@@ -273,3 +279,104 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
     write_json(run.train_stats(t, player), stats)
     shutil.rmtree(run.train_work(t, player), ignore_errors=True)
     return stats
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate_shard(run_root: str, t: int, task: int) -> int:
+    """Greedy answers and scores of array task ``task``'s evaluation units (``evaluation.task_units``).
+
+    Each unit's records are one file, written when the unit ends; finished chunks are saved as they go.
+    Returns the number of new records, or -1 when every unit of the task was already done.
+    """
+    run, cfg = open_run(run_root)
+    units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations)
+    mine = evaluation.task_units(units, cfg.eval.units_per_task)[task]
+    todo = [u for u in mine if not run.eval_records(t, u.label, u.player, u.split, u.shard).exists()]
+    if not todo:
+        return -1
+    models = read_json(run.eval_models(t))
+    players = {_eval_name(u): models[u.label][u.player] for u in todo}
+    cache: list[Any] = []
+
+    def engine() -> Any:
+        if not cache:
+            _set_threads(cfg)
+            if cfg.task.name == evaluation.ALPACA:
+                players[evaluation.JUDGE] = _eval_judge(run, cfg)
+            cache.append(_engine(cfg, players))
+        return cache[0]
+
+    examples = {split: evaluation.split_examples(cfg, split) for split in cfg.eval.splits}
+    new = 0
+    for u in todo:
+        shard = split_evenly(examples[u.split], cfg.eval.num_shards, u.shard)
+        new += _evaluate_unit(run, cfg, t, u, shard, engine)
+    return new
+
+
+def _eval_name(unit: EvalUnit) -> str:
+    return f"{unit.label}/{unit.player}"
+
+
+def _evaluate_unit(
+    run: RunDir,
+    cfg: SpartaConfig,
+    t: int,
+    u: EvalUnit,
+    examples: list[TaskExample],
+    engine: Callable[[], Any],
+) -> int:
+    """Answer and score one unit's examples chunk by chunk; write its record file."""
+    by_id = {e.id: e for e in examples}
+    requests = [
+        Request(
+            request_id=e.id,
+            model=_eval_name(u),
+            prompt=build_prompt(cfg.task.name, e),
+            seed=stable_seed(cfg.run.seed, "evaluate", e.id),
+        )
+        for e in examples
+    ]
+    sampling = Sampling(max_new_tokens=cfg.eval.max_new_tokens, greedy=True)
+
+    def compute(chunk: list[Request]) -> list[dict[str, Any]]:
+        completions = engine().generate(chunk, sampling)
+        scored = evaluation.score_answers(cfg, engine(), chunk, completions, by_id)
+        return [
+            EvalRecord(
+                id=r.request_id,
+                player=u.player,
+                iteration=u.label,
+                split=u.split,
+                output=c.text,
+                num_tokens=c.num_new_tokens,
+                extracted=extracted,
+                score=score,
+                judge_output=judge_output,
+            ).to_dict()
+            for r, c, (extracted, score, judge_output) in zip(chunk, completions, scored, strict=True)
+        ]
+
+    parts = run.eval_parts(t, u.label, u.player, u.split, u.shard)
+    records = _run_chunks(parts, requests, cfg.eval.chunk_size, compute)
+    write_jsonl(run.eval_records(t, u.label, u.player, u.split, u.shard), records)
+    shutil.rmtree(parts, ignore_errors=True)
+    return len(records)
+
+
+def _eval_judge(run: RunDir, cfg: SpartaConfig) -> dict[str, str | None]:
+    """Base and adapter of ``eval.judge_model``, building the tiny ones it asks for."""
+    judge = cfg.eval.judge_model
+    assert judge is not None  # config: required for alpaca
+    from sparta_hpc.engines.tiny import build_tiny_adapter, build_tiny_base
+
+    base = str(build_tiny_base(run.tiny_base, seed=cfg.tiny.seed)) if judge.base == TINY else judge.base
+    adapter = judge.adapter
+    if adapter == TINY:
+        seed = stable_seed(cfg.tiny.seed, "eval-judge", judge.name)
+        adapter = str(
+            build_tiny_adapter(base, run.eval_judge_adapter(judge.name), seed=seed, rank=cfg.tiny.lora_rank)
+        )
+    return {"base": base, "adapter": adapter}
