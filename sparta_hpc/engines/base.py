@@ -18,13 +18,17 @@ class ModelSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class Sampling:
-    """Decoding settings of one batch; ``greedy`` ignores temperature/top-k/top-p."""
+    """Decoding settings of one batch; ``greedy`` ignores temperature/top-k/top-p.
+
+    ``json_score`` constrains every output to ``{"score": N}``, N in 1..10 (structured outputs, vLLM only).
+    """
 
     max_new_tokens: int
     temperature: float = 0.7
     top_k: int = 50
     top_p: float = 0.95
     greedy: bool = False
+    json_score: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -135,8 +135,8 @@ class HFEngine:
         import torch
 
         base, context = self._activate(player)
-        prompts = [_encode(base.tokenizer, r) for r in batch]
-        input_ids, attention_mask = _left_pad(prompts, base.pad_id)
+        prompts = [encode_prompt(base.tokenizer, r) for r in batch]
+        input_ids, attention_mask = _left_pad(prompts, base.pad_id, base.model.device)
         config = _generation_config(sampling, base.pad_id, base.eos_ids)
         torch.manual_seed(batch_seed(batch))
         with context, torch.inference_mode():
@@ -147,7 +147,7 @@ class HFEngine:
         for request, prompt, row in zip(
             batch, prompts, output[:, input_ids.shape[1] :].tolist(), strict=True
         ):
-            new = _until_eos(row, base.eos_ids)
+            new = until_eos(row, base.eos_ids)
             text = base.tokenizer.decode(new, skip_special_tokens=True)
             completions.append(
                 Completion(
@@ -167,10 +167,12 @@ class HFEngine:
         if base.score_tokens is None:
             base.score_tokens = score_tokens(base.tokenizer)
         tokens = base.score_tokens
-        prompts = [_encode(base.tokenizer, r) for r in batch]
-        input_ids, attention_mask = _left_pad(prompts, base.pad_id)
+        prompts = [encode_prompt(base.tokenizer, r) for r in batch]
+        input_ids, attention_mask = _left_pad(prompts, base.pad_id, base.model.device)
         if tokens.ten is None:  # one more position: the distribution after "1", to tell 1 from 10
-            one = torch.full((len(batch), 1), tokens.digits[0], dtype=input_ids.dtype)
+            one = torch.full(
+                (len(batch), 1), tokens.digits[0], dtype=input_ids.dtype, device=input_ids.device
+            )
             input_ids = torch.cat([input_ids, one], dim=1)
             attention_mask = torch.cat([attention_mask, torch.ones_like(one)], dim=1)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
@@ -185,7 +187,8 @@ class HFEngine:
             ).logits[:, -keep:]
         probs = score_probabilities(logits.double().softmax(-1), tokens)
         mass = probs.sum(-1)
-        expected = (probs / mass[:, None] * torch.arange(1, 11, dtype=probs.dtype)).sum(-1)
+        values = torch.arange(1, 11, dtype=probs.dtype, device=probs.device)
+        expected = (probs / mass[:, None] * values).sum(-1)
         return [
             ExpectedScore(
                 request_id=r.request_id, score=float(s), mass=float(m), num_prompt_tokens=len(prompt)
@@ -260,19 +263,24 @@ def _load_base(base: str, players: list[ModelSpec], dtype: str, trust_remote_cod
         model = PeftModel.from_pretrained(model, first.adapter, adapter_name=adapters[first.name])
         for player in with_adapter[1:]:
             model.load_adapter(player.adapter, adapter_name=adapters[player.name])
-    model.eval()
-    eos = model.generation_config.eos_token_id
-    eos_ids = list(dict.fromkeys([tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])]))
-    eos_ids = [i for i in eos_ids if i is not None]
-    if not eos_ids:
-        raise ValueError(f"{base}: neither the tokenizer nor the generation config names an EOS token")
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    eos_ids = eos_token_ids(base, tokenizer, model.generation_config.eos_token_id)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     return _LoadedBase(
         model=model, tokenizer=tokenizer, adapter_names=adapters, eos_ids=eos_ids, pad_id=pad_id
     )
 
 
-def _encode(tokenizer: Any, request: Request) -> list[int]:
+def eos_token_ids(base: str, tokenizer: Any, generation_eos: int | list[int] | None) -> list[int]:
+    """The tokenizer's EOS id, then the generation config's, without repeats; raises if there is none."""
+    eos = generation_eos if isinstance(generation_eos, list) else [generation_eos]
+    eos_ids = [i for i in dict.fromkeys([tokenizer.eos_token_id, *eos]) if i is not None]
+    if not eos_ids:
+        raise ValueError(f"{base}: neither the tokenizer nor the generation config names an EOS token")
+    return eos_ids
+
+
+def encode_prompt(tokenizer: Any, request: Request) -> list[int]:
     """Chat-templated prompt ids, cut to max_prompt_tokens, followed by the assistant prefix."""
     messages = [{"role": "user", "content": request.prompt}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -284,8 +292,10 @@ def _encode(tokenizer: Any, request: Request) -> list[int]:
     return ids
 
 
-def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded input ids and attention mask."""
+def _left_pad(
+    prompts: list[list[int]], pad_id: int, device: Any = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded input ids and attention mask, on ``device``."""
     import torch
 
     width = max(len(p) for p in prompts)
@@ -295,7 +305,7 @@ def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
         if prompt:
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             attention_mask[row, width - len(prompt) :] = 1
-    return input_ids, attention_mask
+    return input_ids.to(device), attention_mask.to(device)
 
 
 def _generation_config(sampling: Sampling, pad_id: int, eos_ids: list[int]) -> Any:
@@ -314,7 +324,7 @@ def _generation_config(sampling: Sampling, pad_id: int, eos_ids: list[int]) -> A
     )
 
 
-def _until_eos(row: list[int], eos_ids: list[int]) -> list[int]:
+def until_eos(row: list[int], eos_ids: list[int]) -> list[int]:
     """The generated ids up to and including the first EOS (everything after it is padding)."""
     for i, token in enumerate(row):
         if token in eos_ids:
@@ -326,6 +336,8 @@ def _check_sampling(sampling: Sampling) -> None:
     """Reject settings that HF generate would reject or silently change."""
     if sampling.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={sampling.max_new_tokens} must be >= 1")
+    if sampling.json_score:
+        raise ValueError("the HF engine cannot constrain outputs: use engine.kind=vllm or no json_score")
     if not sampling.greedy and (
         sampling.temperature <= 0 or not 0 < sampling.top_p <= 1 or sampling.top_k < 0
     ):

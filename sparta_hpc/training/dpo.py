@@ -4,6 +4,11 @@
 checkpoints go to ``work_dir`` every ``save_steps``; a rerun with the same ``work_dir`` resumes from the last
 complete checkpoint, which is how a preempted Slurm job continues. A rerun after the adapter was published
 returns the saved stats without training.
+
+Multi-rank: with ``train.num_ranks`` > 1 the job runs as that many processes (one per GPU), started by
+torchrun or as the tasks of one submitit job (Slurm ``--ntasks``, several nodes if needed), with DeepSpeed
+ZeRO from ``train.deepspeed``. Every rank calls ``run_dpo_job``; rank 0 publishes the adapter, gathered from
+the ZeRO-3 shards, and the check in ``_publish_adapter`` refuses an empty or all-zero one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 REFERENCES = ("previous_iteration", "base")
+DEEPSPEED_DIR = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
+DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
+"""Names for the shipped ``configs/deepspeed/<name>.json`` (``train.deepspeed``)."""
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 STATS_FILE = "dpo_stats.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -57,7 +65,10 @@ class TrainConfig:
     save_total_limit: int = 2
     """Checkpoints kept in the work dir (>= 2, so one complete checkpoint survives a kill during a save)."""
     deepspeed: str | None = None
-    """Path of a DeepSpeed JSON config (ZeRO), passed to DPOConfig; None trains without DeepSpeed."""
+    """DeepSpeed ZeRO config: zero2, zero3, zero3_offload (configs/deepspeed/) or the path of a JSON file;
+    null trains without DeepSpeed."""
+    num_ranks: int = 1
+    """Processes of each player's DPO job, one per GPU (data parallel, batch_size pairs each per step)."""
     lora_rank: int = 8
     """Rank of a fresh LoRA, used only when the player has no adapter yet."""
     lora_alpha: int = 16
@@ -82,8 +93,21 @@ class TrainConfig:
             raise ValueError(f"train.save_total_limit={self.save_total_limit} must be >= 2 to survive a kill")
         if not self.lora_targets:
             raise ValueError("train.lora_targets is empty; name the modules a fresh LoRA adapts")
-        if self.deepspeed is not None and not self.deepspeed.endswith(".json"):
-            raise ValueError(f"train.deepspeed={self.deepspeed!r} must be the path of a .json file")
+        if self.deepspeed is not None and not (
+            self.deepspeed in DEEPSPEED_PRESETS or self.deepspeed.endswith(".json")
+        ):
+            raise ValueError(
+                f"train.deepspeed={self.deepspeed!r} must be one of {DEEPSPEED_PRESETS} or a .json path"
+            )
+        if self.num_ranks < 1:
+            raise ValueError(f"train.num_ranks={self.num_ranks} must be >= 1")
+
+    @property
+    def deepspeed_config(self) -> str | None:
+        """The DeepSpeed JSON path (a preset name resolved to configs/deepspeed/<name>.json)."""
+        if self.deepspeed in DEEPSPEED_PRESETS:
+            return str(DEEPSPEED_DIR / f"{self.deepspeed}.json")
+        return self.deepspeed
 
 
 def run_dpo_job(
@@ -101,7 +125,8 @@ def run_dpo_job(
 
     ``adapter_in=None`` starts from a fresh LoRA (then the reference is the base whatever ``train.reference``
     says, since a fresh LoRA is the base). Returns ``num_pairs``, ``steps``, ``loss`` (last logged),
-    ``train_loss`` (mean of this run), ``resumed_from`` and ``seconds``.
+    ``train_loss`` (mean of this run), ``resumed_from``, ``num_ranks``, ``train_seconds`` (the training loop)
+    and ``seconds`` (the whole job). With several ranks, every rank calls this and gets rank 0's stats.
     """
     work, out = Path(work_dir), Path(adapter_out)
     if out.exists():
@@ -110,25 +135,66 @@ def run_dpo_job(
         raise FileExistsError(f"adapter_out={out} exists but was not written by this job; remove it")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
+    init_distributed(train, use_cpu)
     work.mkdir(parents=True, exist_ok=True)
     pairs = read_pairs(Path(pairs_path))
     trainer = _build_trainer(train, base, adapter_in, pairs, work, seed, use_cpu)
-    checkpoint = last_checkpoint(work)
-    if checkpoint is not None:
-        _load_policy_adapter(trainer.model, checkpoint)
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    stats = {
-        "num_pairs": len(pairs),
-        "steps": trainer.state.global_step,
-        "loss": losses[-1] if losses else None,
-        "train_loss": result.training_loss,
-        "resumed_from": checkpoint.name if checkpoint else None,
-        "seconds": round(time.monotonic() - start, 3),
-    }
-    (work / STATS_FILE).write_text(json.dumps(stats, indent=1))  # before the adapter: see the skip above
-    _publish_adapter(trainer.model, out)
+    try:
+        checkpoint = last_checkpoint(work)
+        if checkpoint is not None and train.deepspeed is None:  # DeepSpeed restores the weights itself
+            _load_policy_adapter(trainer.model, checkpoint)
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        stats = {
+            "num_pairs": len(pairs),
+            "steps": trainer.state.global_step,
+            "loss": losses[-1] if losses else None,
+            "train_loss": result.training_loss,
+            "resumed_from": checkpoint.name if checkpoint else None,
+            "num_ranks": trainer.args.world_size,
+            "train_seconds": round(result.metrics.get("train_runtime", 0.0), 3),
+            "seconds": round(time.monotonic() - start, 3),
+        }
+        with _gathered_lora(trainer.model):  # collective under ZeRO-3: every rank enters
+            if trainer.is_world_process_zero():
+                (work / STATS_FILE).write_text(json.dumps(stats, indent=1))  # before the adapter (skip above)
+                _publish_adapter(trainer.model, out)
+        trainer.accelerator.wait_for_everyone()
+        stats = json.loads((work / STATS_FILE).read_text())  # rank 0's, on every rank
+        trainer.accelerator.wait_for_everyone()  # all have read it before any caller cleans work_dir up
+    finally:
+        if train.deepspeed is not None:
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()  # else the next model loaded in this process is ZeRO-3 partitioned
     return stats
+
+
+def init_distributed(train: TrainConfig, use_cpu: bool) -> int:
+    """Join this job's ranks (torchrun or submitit tasks) and check their number; returns the world size.
+
+    A multi-task submitit job exports the torch.distributed variables (MASTER_ADDR, RANK, LOCAL_RANK, ...)
+    from its Slurm environment; torchrun has set them already. Devices are picked by LOCAL_RANK.
+    """
+    if "WORLD_SIZE" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR"):
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size != train.num_ranks:
+        raise ValueError(
+            f"train.num_ranks={train.num_ranks} but this job runs {world_size} rank(s); "
+            "start it with as many tasks (or torchrun processes) as train.num_ranks"
+        )
+    if world_size > 1 and use_cpu:
+        # Workaround: on CPU, accelerate picks no usable backend for DeepSpeed by itself; start gloo first and
+        # let the Trainer use that state (use_configured_state in _dpo_config). Not needed on GPUs (NCCL).
+        from accelerate import PartialState
+
+        if train.deepspeed is not None:
+            os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+        PartialState(backend="gloo")
+    return world_size
 
 
 def read_pairs(path: Path) -> list[dict[str, str]]:
@@ -175,6 +241,7 @@ def _build_trainer(
 
     set_seed(seed)
     bf16 = train.bf16 and not use_cpu
+    args = _dpo_config(train, work, seed, bf16, use_cpu)  # first: with ZeRO-3 the model loads partitioned
     tokenizer = AutoTokenizer.from_pretrained(base)
     tokenizer.padding_side = "left"
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -188,7 +255,6 @@ def _build_trainer(
     else:
         model = PeftModel.from_pretrained(model, adapter_in, is_trainable=True)
     dataset = Dataset.from_list([_format_pair(tokenizer, pair) for pair in pairs])
-    args = _dpo_config(train, work, seed, bf16, use_cpu)
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
@@ -218,7 +284,8 @@ def _dpo_config(train: TrainConfig, work: Path, seed: int, bf16: bool, use_cpu: 
         bf16=bf16,
         use_cpu=use_cpu,
         gradient_checkpointing=train.gradient_checkpointing,
-        deepspeed=train.deepspeed,
+        deepspeed=train.deepspeed_config,
+        accelerator_config={"use_configured_state": train.num_ranks > 1 and use_cpu},
         save_strategy="steps",
         save_steps=train.save_steps,
         save_total_limit=train.save_total_limit,
@@ -261,6 +328,20 @@ def _load_policy_adapter(model: Any, checkpoint: Path) -> None:
         raise RuntimeError(f"{checkpoint} does not match the policy adapter: {result.unexpected_keys[:3]}")
 
 
+def _gathered_lora(model: Any) -> Any:
+    """Context in which every LoRA weight is whole on every rank (ZeRO-3 shards them); else a no-op."""
+    import contextlib
+
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return contextlib.nullcontext()
+    import deepspeed
+
+    params = [param for name, param in model.named_parameters() if "lora_" in name]
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
 def _publish_adapter(model: Any, out: Path) -> None:
     """Save only the policy's LoRA weights to a temporary sibling, check them, then rename to ``out``."""
     from safetensors.torch import load_file
@@ -275,6 +356,8 @@ def _publish_adapter(model: Any, out: Path) -> None:
             raise RuntimeError(
                 f"the adapter saved to {tmp} holds non-LoRA or no weights: {sorted(weights)[:3]}"
             )
+        if any(tensor.numel() == 0 for tensor in weights.values()):
+            raise RuntimeError(f"the adapter saved to {tmp} is empty (ZeRO-3 shards not gathered)")
         if all(not bool(tensor.any()) for tensor in weights.values()):
             raise RuntimeError(f"the adapter saved to {tmp} is all zeros")
         tmp.chmod(0o755)
