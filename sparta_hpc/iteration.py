@@ -23,10 +23,10 @@ from sparta_hpc.config import (
     to_yaml,
 )
 from sparta_hpc.events import STAGE_END, STAGE_START, EventLog
-from sparta_hpc.executor import run_jobs
 from sparta_hpc.method import matchmaking, ratings
 from sparta_hpc.method.types import JudgedMatch, Judgment, Match, PlayerRating, RatingTable
 from sparta_hpc.rundir import RunDir, atomic_write_text, parse_records, read_json, write_json, write_jsonl
+from sparta_hpc.scheduling import Runner, StageJobs
 from sparta_hpc.state import LauncherLock, RunState, checksums, first_invalid_stage, load_state, save_state
 from sparta_hpc.tasks.pool import prompt_pool
 
@@ -37,10 +37,22 @@ class ConfigChanged(RuntimeError):
     """The run directory was started with a config that computes something else."""
 
 
-def run(cfg: SpartaConfig, run_dir: RunDir, *, force: bool = False, log: Log = print) -> RunState:
-    """Run (or resume) every iteration; holds the launcher lock throughout."""
+def run(
+    cfg: SpartaConfig,
+    run_dir: RunDir,
+    *,
+    force: bool = False,
+    log: Log = print,
+    launcher_job: str | None = None,
+) -> RunState:
+    """Run (or resume) every iteration; holds the launcher lock throughout. ``launcher_job``: the Slurm job
+    id of this launcher when it runs as a job (``--detach``), recorded in the state."""
     with LauncherLock(run_dir):
+        run_dir.cancel_file.unlink(missing_ok=True)  # running again resumes a cancelled run
         state = _open(cfg, run_dir, force, log)
+        if launcher_job is not None:
+            state.launcher_job = launcher_job
+            save_state(run_dir, state)
         while not state.done:
             run_iteration(state.iteration, cfg, run_dir, state, log)
         return state
@@ -48,18 +60,19 @@ def run(cfg: SpartaConfig, run_dir: RunDir, *, force: bool = False, log: Log = p
 
 def run_iteration(t: int, cfg: SpartaConfig, run: RunDir, state: RunState, log: Log) -> None:
     """One SPARTA iteration, then commit it to the state."""
+    ex = Runner(cfg, run, state, log)
     # plan: sample prompts and pair players (pure, seeded by run.seed and t)
-    _stage(t, "plan", state, run, log, lambda: plan(t, cfg, run))
+    _stage(t, "plan", state, run, log, lambda: plan(t, cfg, run, ex))
     # generate: both players of every match answer its prompt (array job over match shards)
-    _stage(t, "generate", state, run, log, lambda: generate(t, cfg, run))
+    _stage(t, "generate", state, run, log, lambda: generate(t, cfg, run, ex))
     # judge: every other player scores both answers (array job over match shards)
-    _stage(t, "judge", state, run, log, lambda: judge(t, cfg, run))
+    _stage(t, "judge", state, run, log, lambda: judge(t, cfg, run, ex))
     # rate: sequential reputation update and preference pairs (pure, in this process)
     _stage(t, "rate", state, run, log, lambda: rate(t, cfg, run))
     # train: LoRA-DPO of every player on the shared pairs (one job per player)
-    _stage(t, "train", state, run, log, lambda: train(t, cfg, run, log))
+    _stage(t, "train", state, run, log, lambda: train(t, cfg, run, ex))
     # evaluate: held-out task scores of the new adapters (array job over players x split shards)
-    _stage(t, "evaluate", state, run, log, lambda: evaluate(t, cfg, run))
+    _stage(t, "evaluate", state, run, log, lambda: evaluate(t, cfg, run, ex))
     commit(t, cfg, run, state)
     log(f"iteration {t + 1}/{cfg.run.iterations} committed\n{leaderboard(state.rating_table())}")
 
@@ -88,8 +101,8 @@ def _stage(
 # ---------------------------------------------------------------- stages
 
 
-def plan(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
-    players = _players_at_start(t, cfg, run)
+def plan(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
+    players = _players_at_start(t, cfg, run, ex)
     start = _ratings_at_start(t, cfg, run)
     pool = prompt_pool(cfg)
     if cfg.plan.num_prompts > len(pool):
@@ -110,30 +123,27 @@ def plan(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
     return [run.matches(t), run.stage(t, "plan") / "players.json"], {"matches": len(matches)}
 
 
-def generate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
+def generate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
+    results = ex.run(_shard_jobs(t, "generate", cfg.generate.num_shards, jobs.generate_shard, run))
     shards = range(cfg.generate.num_shards)
-    counts = run_jobs(
-        cfg.cluster,
-        run.jobs(t, "generate"),
-        "generate",
-        jobs.generate_shard,
-        [(str(run.root), t, s) for s in shards],
-    )
-    return [run.shard(t, "generate", s) for s in shards], {
-        "shards": len(shards),
-        "new": sum(c for c in counts if c > 0),
-    }
+    return [run.shard(t, "generate", s) for s in shards], {"shards": len(shards), "new": _new(results)}
 
 
-def judge(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
+def judge(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
+    results = ex.run(_shard_jobs(t, "judge", cfg.judge.num_shards, jobs.judge_shard, run))
     shards = range(cfg.judge.num_shards)
-    counts = run_jobs(
-        cfg.cluster, run.jobs(t, "judge"), "judge", jobs.judge_shard, [(str(run.root), t, s) for s in shards]
-    )
-    return [run.shard(t, "judge", s) for s in shards], {
-        "shards": len(shards),
-        "new": sum(c for c in counts if c > 0),
-    }
+    return [run.shard(t, "judge", s) for s in shards], {"shards": len(shards), "new": _new(results)}
+
+
+def _shard_jobs(t: int, stage: str, num_shards: int, fn: Callable[..., int], run: RunDir) -> StageJobs:
+    """One unit per shard; a shard is done when its record file exists."""
+    units = {str(s): (str(run.root), t, s) for s in range(num_shards)}
+    return StageJobs(t, stage, fn, units, is_done=lambda unit: run.shard(t, stage, int(unit)).exists())
+
+
+def _new(results: dict[str, Any]) -> int:
+    """Records the jobs of this launcher wrote (a unit finished earlier counts none)."""
+    return sum(c for c in results.values() if isinstance(c, int) and c > 0)
 
 
 def rate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
@@ -150,42 +160,39 @@ def rate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
     return outputs, {"pairs": len(result.pairs), "failed_judgments": failed}
 
 
-def train(t: int, cfg: SpartaConfig, run: RunDir, log: Log) -> StageResult:
+def train(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
     if not read_json(run.rate_report(t))["num_pairs"]:
-        log(
+        ex.log(
             f"[iter {t}] train    skipped: no preference pair survived judging; adapters carry over unchanged"
         )
         return [], {"trained": False}
     players = cfg.player_names
-    run_jobs(
-        cfg.cluster,
-        run.jobs(t, "train"),
-        "train",
-        jobs.train_player,
-        [(str(run.root), t, p) for p in players],
-    )
+    units = {p: (str(run.root), t, p) for p in players}
+    ex.run(StageJobs(t, "train", jobs.train_player, units, is_done=lambda p: run.train_stats(t, p).exists()))
     return [run.adapter(t, p) for p in players], {"trained": True}
 
 
-def evaluate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
+def evaluate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
     labels = evaluation.labels(t, cfg.eval.every, cfg.run.iterations)
     if not labels:
         return [], {"evaluated": False}
     write_json(run.eval_models(t), {label: _eval_players(label, t, run) for label in labels})
     units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations)
-    num_tasks = len(evaluation.task_units(units, cfg.eval.units_per_task))
-    counts = run_jobs(
-        cfg.cluster,
-        run.jobs(t, "evaluate"),
-        "evaluate",
-        jobs.evaluate_shard,
-        [(str(run.root), t, i) for i in range(num_tasks)],
-    )
+    tasks = evaluation.task_units(units, cfg.eval.units_per_task)
+    num_tasks = len(tasks)
+
+    def task_done(task: str) -> bool:
+        return all(
+            run.eval_records(t, u.label, u.player, u.split, u.shard).exists() for u in tasks[int(task)]
+        )
+
+    task_args = {str(i): (str(run.root), t, i) for i in range(num_tasks)}
+    results = ex.run(StageJobs(t, "evaluate", jobs.evaluate_shard, task_args, is_done=task_done))
     paths = [run.eval_records(t, u.label, u.player, u.split, u.shard) for u in units]
     scores, unscored = evaluation.summarize(
         r for p in paths for r in parse_records(p, evaluation.EvalRecord.from_dict)
     )
-    info = {"evaluated": True, "tasks": num_tasks, "new": sum(c for c in counts if c > 0)}
+    info = {"evaluated": True, "tasks": num_tasks, "new": _new(results)}
     return [run.eval_models(t), *paths], info | evaluation.stage_info(scores, cfg.player_names, unscored)
 
 
@@ -238,10 +245,10 @@ def _ratings_at_start(t: int, cfg: SpartaConfig, run: RunDir) -> RatingTable:
     return _read_ratings(run, t - 1)
 
 
-def _players_at_start(t: int, cfg: SpartaConfig, run: RunDir) -> dict[str, dict[str, str | None]]:
-    """Each player's base and adapter at the start of iteration t (built at t = 0)."""
+def _players_at_start(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> dict[str, dict[str, str | None]]:
+    """Each player's base and adapter at the start of iteration t (built at t = 0, in a small CPU job)."""
     if t == 0:
-        return run_jobs(cfg.cluster, run.jobs(0, "plan"), "plan", jobs.prepare_models, [(str(run.root),)])[0]
+        return ex.run(StageJobs(0, "plan", jobs.prepare_models, {"models": (str(run.root),)}))["models"]
     return _players_after(t - 1, run)
 
 

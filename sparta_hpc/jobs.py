@@ -94,10 +94,17 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _set_threads(cfg: SpartaConfig) -> None:
+def _set_threads(cfg: SpartaConfig, stage: str) -> None:
+    """As many torch threads as the stage's jobs have CPUs (the same inline, locally and on Slurm).
+
+    OMP_NUM_THREADS too, unless set: accelerate otherwise sets torch's threads to all physical cores in a
+    Slurm job, and two jobs sharing a node then oversubscribe it (DPO ran 30x slower on 2 cores).
+    """
     import torch
 
-    torch.set_num_threads(max(1, min(cfg.cluster.cpus_per_task, os.cpu_count() or 1)))
+    threads = max(1, min(cfg.cluster.resources(stage).cpus_per_task, os.cpu_count() or 1))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- chunked shards
@@ -111,6 +118,9 @@ def _run_chunks(
 ) -> list[dict[str, Any]]:
     """Compute every chunk not saved yet (one file per chunk), then return all chunk results in order."""
     chunks = [requests[i : i + chunk_size] for i in range(0, len(requests), chunk_size)]
+    saved = sum((parts / f"chunk_{i:05d}.jsonl").exists() for i in range(len(chunks)))
+    if saved:
+        print(f"{parts}: resuming after {saved}/{len(chunks)} saved chunks", flush=True)
     for i, chunk in enumerate(chunks):
         path = parts / f"chunk_{i:05d}.jsonl"
         if not path.exists():
@@ -154,7 +164,7 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
         if not engine:
-            _set_threads(cfg)
+            _set_threads(cfg, "generate")
             engine.append(_engine(cfg, _players(run, t)))
         return [
             Generation(
@@ -212,13 +222,17 @@ def judge_shard(run_root: str, t: int, shard: int) -> int:
     requests = judge_requests(cfg, t, matches, read_generations(run, t, cfg.generate.num_shards))
     j = cfg.judge
     sampling = Sampling(
-        max_new_tokens=j.max_new_tokens, temperature=j.temperature, top_k=j.top_k, top_p=j.top_p
+        max_new_tokens=j.max_new_tokens,
+        temperature=j.temperature,
+        top_k=j.top_k,
+        top_p=j.top_p,
+        json_score=cfg.engine.structured_judge,
     )
     engine: list[Any] = []
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
         if not engine:
-            _set_threads(cfg)
+            _set_threads(cfg, "judge")
             engine.append(_engine(cfg, _players(run, t)))
         if j.method == "logprob":
             return [
@@ -262,7 +276,7 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
     out = run.adapter(t, player)
     if out.exists() and run.train_stats(t, player).exists():
         return read_json(run.train_stats(t, player))
-    _set_threads(cfg)
+    _set_threads(cfg, "train")
     from sparta_hpc.training.dpo import run_dpo_job
 
     spec = _players(run, t)[player]
@@ -302,7 +316,7 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
 
     def engine() -> Any:
         if not cache:
-            _set_threads(cfg)
+            _set_threads(cfg, "evaluate")
             if cfg.task.name == evaluation.ALPACA:
                 players[evaluation.JUDGE] = _eval_judge(run, cfg)
             cache.append(_engine(cfg, players))

@@ -113,6 +113,21 @@ class RunDir:
         """submitit's folder (pickles and logs) of one stage's jobs."""
         return self.root / "jobs" / f"iter_{t:03d}" / stage
 
+    @property
+    def launcher_jobs(self) -> Path:
+        """submitit's folder of the launcher's own job (``--detach``): its log is the run's log."""
+        return self.root / "jobs" / "launcher"
+
+    @property
+    def cancel_file(self) -> Path:
+        """Written by ``sparta-hpc cancel``: a launcher that sees it stops; a new launcher removes it."""
+        return self.root / "cancelled.json"
+
+    @property
+    def launcher_job_file(self) -> Path:
+        """``{job_id, submitted, argv}`` of the detached launcher, written when it is submitted."""
+        return self.root / "launcher_job.json"
+
     def relative(self, path: Path) -> str:
         return str(path.resolve().relative_to(self.root))
 

@@ -42,6 +42,10 @@ class RunState:
     rating_history: list[dict[str, float]] = field(default_factory=list)
     adapters: dict[str, str | None] = field(default_factory=dict)
     stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    """``{iteration: {stage: {unit: {"job_id", "attempts"}}}}``: the latest job of every unit submitted."""
+    launcher_job: str | None = None
+    """Slurm job id of the launcher when it runs as a job (``--detach``)."""
 
     @property
     def done(self) -> bool:
@@ -59,16 +63,27 @@ class RunState:
     def mark_done(self, t: int, stage: str, outputs: dict[str, str | None], info: dict[str, Any]) -> None:
         self.stages.setdefault(str(t), {})[stage] = {"outputs": outputs, "info": info}
 
+    def stage_jobs(self, t: int, stage: str) -> dict[str, dict[str, Any]]:
+        """The recorded job of every unit of a stage (a live dict: add to it, then save the state)."""
+        return self.jobs.setdefault(str(t), {}).setdefault(stage, {})
+
+    def job_ids(self) -> list[str]:
+        """Every recorded job id of the run (array tasks as ``812_3``)."""
+        return [
+            r["job_id"] for stages in self.jobs.values() for units in stages.values() for r in units.values()
+        ]
+
     def invalidate(self, t: int, stage: str) -> None:
-        """Forget ``stage`` of iteration ``t`` and everything after it."""
+        """Forget ``stage`` of iteration ``t`` and everything after it (outputs and recorded jobs)."""
         first = STAGES.index(stage)
-        for key in list(self.stages):
-            it = int(key)
-            if it > t:
-                del self.stages[key]
-            elif it == t:
-                for s in STAGES[first:]:
-                    self.stages[key].pop(s, None)
+        for table in (self.stages, self.jobs):
+            for key in list(table):
+                it = int(key)
+                if it > t:
+                    del table[key]
+                elif it == t:
+                    for s in STAGES[first:]:
+                        table[key].pop(s, None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +96,8 @@ class RunState:
             "rating_history": self.rating_history,
             "adapters": self.adapters,
             "stages": self.stages,
+            "jobs": self.jobs,
+            "launcher_job": self.launcher_job,
         }
 
     @classmethod
@@ -96,6 +113,8 @@ class RunState:
             rating_history=d["rating_history"],
             adapters=d["adapters"],
             stages=d["stages"],
+            jobs=d.get("jobs", {}),
+            launcher_job=d.get("launcher_job"),
         )
 
 

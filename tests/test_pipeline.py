@@ -174,3 +174,28 @@ def test_status_json_describes_the_finished_run(reference: Path) -> None:
     final = json.loads((reference / "iter_001/rate/ratings.json").read_text())
     expected = {p: {"rating": r["rating"], "deviation": r["deviation"]} for p, r in final.items()}
     assert status["ratings"] == expected
+
+
+def test_rate_command_reproduces_the_pipelines_ratings_and_pairs(reference: Path, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "sparta_hpc.cli",
+        "rate",
+        "--matches",
+        str(reference / "iter_001/rate/judged.jsonl"),
+        "--ratings",
+        str(reference / "iter_000/rate/ratings.json"),
+        "--iteration",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads((tmp_path / "out/ratings.json").read_text())
+    assert ours == json.loads((reference / "iter_001/rate/ratings.json").read_text())
+    pairs = [json.loads(line) for line in (tmp_path / "out/preferences.jsonl").read_text().splitlines()]
+    assert pairs == [
+        json.loads(line) for line in (reference / "iter_001/rate/preferences.jsonl").read_text().splitlines()
+    ]

@@ -107,3 +107,17 @@ def test_resume_with_result_changing_config_is_refused_unless_forced(tmp_path: P
         _open(changed, run, force=False, log=lambda s: None)
     _open(changed, run, force=True, log=lambda s: None)
     assert load_config(run.config_file).plan.alpha == 0.1
+
+
+def test_recorded_jobs_round_trip_and_are_forgotten_with_their_stage(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    state = RunState(config_hash="x", iterations_total=2)
+    state.stage_jobs(0, "generate")["0"] = {"job_id": "81_0", "attempts": 1}
+    state.stage_jobs(0, "train")["tiny-a"] = {"job_id": "85_0", "attempts": 2}
+    state.stage_jobs(1, "plan")["models"] = {"job_id": "90", "attempts": 1}
+    state.launcher_job = "80"
+    save_state(run, state)
+    assert load_state(run) == state
+    assert sorted(state.job_ids()) == ["81_0", "85_0", "90"]
+    state.invalidate(0, "judge")
+    assert state.jobs == {"0": {"generate": {"0": {"job_id": "81_0", "attempts": 1}}}}
