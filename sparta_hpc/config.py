@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sparta_hpc.cluster import ClusterConfig, check_preset, check_resource_keys, preset_path, split_preset
+from sparta_hpc.engines.base import ModelConfig
 from sparta_hpc.evaluation import EvalConfig
 from sparta_hpc.method.settings import PROFILES, PlanConfig, RateConfig
 from sparta_hpc.training.dpo import TrainConfig
@@ -38,18 +39,6 @@ RESULT_NEUTRAL_PREFIXES = ("cluster.", "run.iterations", "run.name", "eval.units
 
 class ConfigError(ValueError):
     """A configuration file, key or value is invalid."""
-
-
-@dataclass
-class ModelConfig:
-    """A player: a base model and an optional LoRA adapter (local paths, or ``tiny``)."""
-
-    name: str = MISSING
-    """Unique player name; used in records, file names and job names."""
-    base: str = MISSING
-    """Directory of the base model (safetensors), or ``tiny`` for the built-in tiny base."""
-    adapter: str | None = None
-    """Directory of the player's LoRA adapter, ``tiny`` (random tiny adapter) or null (the bare base)."""
 
 
 @dataclass
@@ -243,10 +232,24 @@ class SpartaConfig:
         if self.plan.k > len(names) - 1:
             raise ConfigError(f"plan.k={self.plan.k} but only {len(names) - 1} opponents exist; lower plan.k")
         _check_eval(self)
+        _check_train_ranks(self)
 
     @property
     def player_names(self) -> list[str]:
         return [m.name for m in self.models]
+
+
+def _check_train_ranks(cfg: SpartaConfig) -> None:
+    """A multi-rank DPO job needs one Slurm task per rank: nodes x tasks_per_node of ``cluster.train``."""
+    if cfg.train.num_ranks == 1:
+        return
+    res = cfg.cluster.resources("train")
+    if cfg.cluster.backend != "slurm" or res.nodes * res.tasks_per_node != cfg.train.num_ranks:
+        raise ConfigError(
+            f"train.num_ranks={cfg.train.num_ranks} needs cluster.backend=slurm and cluster.train.nodes x "
+            f"cluster.train.tasks_per_node = {cfg.train.num_ranks} (now {cfg.cluster.backend}, "
+            f"{res.nodes} x {res.tasks_per_node})"
+        )
 
 
 def _check_eval(cfg: SpartaConfig) -> None:

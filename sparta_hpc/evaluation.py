@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import MISSING
-
-from sparta_hpc.engines.base import Completion, Request, Sampling
+from sparta_hpc.engines.base import Completion, ModelConfig, Request, Sampling
 from sparta_hpc.method import judging
 from sparta_hpc.tasks import metrics
 from sparta_hpc.tasks.convert import synthetic_task
@@ -33,18 +31,6 @@ JUDGE = "eval-judge"
 
 Scores = dict[str, dict[str, dict[str, float | None]]]
 """``scores[label][player][split]``: the mean metric (``None`` when no example could be scored)."""
-
-
-@dataclass
-class EvalJudgeModel:
-    """The Alpaca judge: a model of its own (like ``models`` entries), never one of the players."""
-
-    name: str = MISSING
-    """Name used in job logs; must differ from every player's name."""
-    base: str = MISSING
-    """Directory of the judge's base model, or ``tiny`` for the built-in tiny base."""
-    adapter: str | None = None
-    """Directory of a LoRA adapter on the base, ``tiny`` (a random tiny adapter) or null (the bare base)."""
 
 
 @dataclass
@@ -67,7 +53,7 @@ class EvalConfig:
     """Greedy tokens per answer."""
     chunk_size: int = 64
     """Examples per saved chunk: a preempted task resumes after its last saved chunk."""
-    judge_model: EvalJudgeModel | None = None
+    judge_model: ModelConfig | None = None
     """The judge of ``task.name=alpaca`` (required there, unused by other tasks)."""
     judge_method: str = "generate"
     """Alpaca judge: ``generate`` (greedy decode, parse ``{"score": N}``) or ``logprob`` (expected score)."""

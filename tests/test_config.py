@@ -109,3 +109,14 @@ def test_resolved_config_round_trips_and_hash_ignores_neutral_keys(tmp_path: Pat
     other = load_config(overrides=["plan.alpha=0.3", "rate.kappa=2"])
     assert config_hash(other) != config_hash(cfg)
     assert differing_keys(result_keys(cfg), result_keys(other)) == ["plan.alpha", "rate.kappa"]
+
+
+def test_multi_rank_training_needs_one_slurm_task_per_rank() -> None:
+    with pytest.raises(
+        ConfigError, match=r"train.num_ranks=2 needs cluster.backend=slurm .* \(now local, 1 x 1\)"
+    ):
+        load_config(overrides=["train.num_ranks=2"])
+    cfg = load_config(
+        overrides=["train.num_ranks=2", "cluster.backend=slurm", "cluster.train.tasks_per_node=2"]
+    )
+    assert cfg.train.num_ranks == 2

@@ -6,6 +6,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    """A model as the config names it: a base and an optional LoRA adapter (local paths, or ``tiny``)."""
+
+    name: str = MISSING
+    """Unique name; used in records, file names and job names."""
+    base: str = MISSING
+    """Directory of the base model (safetensors), or ``tiny`` for the built-in tiny base."""
+    adapter: str | None = None
+    """Directory of the player's LoRA adapter, ``tiny`` (random tiny adapter) or null (the bare base)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
