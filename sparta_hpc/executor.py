@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ ERROR, SUCCESS = "error", "success"
 """The two outcomes a job's result file can hold."""
 NOT_REQUEUED = "UncompletedJobError"
 """In a job's error: submitit gave up requeueing it (time limit hit too often), no error of our code."""
+LOCAL_WAIT_S = 0.5
+"""How often the launcher looks at local jobs (and redraws the progress line)."""
 
 
 class StageFailed(RuntimeError):
@@ -153,12 +156,22 @@ def run_local(
     folder: Path,
     fn: Callable[..., Any],
     args_list: Sequence[tuple[Any, ...]],
+    on_wait: Callable[[], None] | None = None,
 ) -> list[Any]:
-    """Run ``fn(*args)`` for every args tuple as local submitit subprocesses and wait; results in order."""
+    """Run ``fn(*args)`` for every args tuple as local submitit subprocesses and wait; results in order.
+
+    ``on_wait`` is called about twice a second while jobs run (the progress line).
+    """
     res = cluster.resources(stage)
     executor = submitit.AutoExecutor(folder=folder, cluster="local")
     executor.update_parameters(name=stage, timeout_min=res.timeout_min, cpus_per_task=res.cpus_per_task)
     jobs = executor.map_array(Resumable(fn), *zip(*args_list, strict=True))
+    while not all(job.done() for job in jobs):
+        if on_wait is not None:
+            on_wait()
+        time.sleep(LOCAL_WAIT_S)
+    if on_wait is not None:
+        on_wait()
     results = []
     for job in jobs:
         try:

@@ -81,9 +81,22 @@ class Runner:
             return {u: jobs.fn(*args) for u, args in todo.items()}
         folder = self.run_dir.jobs(jobs.t, jobs.stage)
         if cluster.backend == "local":
-            results = executor.run_local(cluster, jobs.stage, folder, jobs.fn, list(todo.values()))
+            results = executor.run_local(
+                cluster,
+                jobs.stage,
+                folder,
+                jobs.fn,
+                list(todo.values()),
+                on_wait=lambda: self._progress(jobs),
+            )
             return dict(zip(todo, results, strict=True))
         return _SlurmStage(self, jobs, todo, folder).wait()
+
+    def _progress(self, jobs: StageJobs) -> None:
+        """The stage's progress line: items done (saved chunks, trained players) of the stage's total."""
+        done, total = progress.stage_progress(self.run_dir, jobs.t, jobs.stage, self.cfg)
+        if total:
+            progress.update(f"[iter {jobs.t}] {jobs.stage}", done, total)
 
 
 @dataclass
@@ -314,4 +327,4 @@ class _SlurmStage:
         )
         if total == 0:
             done, total = len(self.todo) - len(self.watch) - len(self.retry), len(self.todo)
-        progress.update(self.jobs.stage, done, total)
+        progress.update(f"[iter {self.jobs.t}] {self.jobs.stage}", done, total)
