@@ -33,7 +33,7 @@ STAGES = ("plan", "generate", "judge", "rate", "train", "evaluate")
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The LoRA ranks vLLM can reserve room for (``engine.max_lora_rank``)."""
 
-RESULT_NEUTRAL_PREFIXES = ("cluster.", "run.iterations", "run.name", "eval.units_per_task")
+RESULT_NEUTRAL_PREFIXES = ("cluster.", "run.iterations", "run.name", "run.tensorboard", "eval.units_per_task")
 """Keys that never change what a run computes: they may differ when a run is resumed."""
 
 
@@ -53,6 +53,10 @@ class RunConfig:
     """T, the number of SPARTA iterations."""
     profile: str = "paper"
     """Preset of defaults: ``paper`` or ``released`` (spec section 9)."""
+
+    tensorboard: bool = False
+    """Write ratings, judge parse rates, DPO losses and eval metrics to ``RUN_DIR/tensorboard`` (needs the
+    ``tensorboard`` package; never uses the network)."""
 
     def __post_init__(self) -> None:
         if self.iterations < 1:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sparta_hpc import evaluation, jobs
+from sparta_hpc import evaluation, jobs, scalars
 from sparta_hpc.config import (
     STAGES,
     ConfigError,
@@ -74,6 +74,8 @@ def run_iteration(t: int, cfg: SpartaConfig, run: RunDir, state: RunState, log: 
     # evaluate: held-out task scores of the new adapters (array job over players x split shards)
     _stage(t, "evaluate", state, run, log, lambda: evaluate(t, cfg, run, ex))
     commit(t, cfg, run, state)
+    if cfg.run.tensorboard:
+        scalars.write_iteration(run, state, t)
     log(f"iteration {t + 1}/{cfg.run.iterations} committed\n{leaderboard(state.rating_table())}")
 
 

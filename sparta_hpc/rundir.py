@@ -43,6 +43,11 @@ class RunDir:
         return self.root / "events.jsonl"
 
     @property
+    def tensorboard_dir(self) -> Path:
+        """TensorBoard event files (only with ``run.tensorboard=true``)."""
+        return self.root / "tensorboard"
+
+    @property
     def report_dir(self) -> Path:
         """Default output folder of ``sparta-hpc report`` (leaderboard, plots, report.html)."""
         return self.root / "report"

@@ -148,13 +148,22 @@ def test_truncated_records_and_deleted_adapter_are_detected_and_redone(
 def test_no_surviving_pair_skips_training_with_a_message(tmp_path: Path) -> None:
     # Decoded judging with 2 new tokens: tiny random models never write a parsable score, so every
     # judgment fails, the paper profile excludes them all, and no pair survives.
-    out = run_to_end(tmp_path / "run", "run.iterations=1", "judge.method=generate", "judge.max_new_tokens=2")
+    out = run_to_end(
+        tmp_path / "run",
+        "run.iterations=1",
+        "judge.method=generate",
+        "judge.max_new_tokens=2",
+        "run.tensorboard=true",
+    )
     assert "no preference pair survived" in out
     report = json.loads((tmp_path / "run/iter_000/rate/report.json").read_text())
     assert report["num_pairs"] == 0
     assert sum(c["failed"] for c in report["judge_counts"].values()) == 8 * 2
     assert not (tmp_path / "run/iter_000/train").exists()
     assert state(tmp_path / "run")["done"] is True
+    assert list((tmp_path / "run/tensorboard").glob("events.out.tfevents.*")), (
+        "run.tensorboard=true wrote nothing"
+    )
 
 
 def test_status_json_describes_the_finished_run(reference: Path) -> None:
@@ -212,3 +221,34 @@ def test_local_subprocess_backend_matches_inline_and_shows_progress(reference: P
             assert re.search(rf"\[iter {t}\] {stage} +\[#+\] (\d+)/\1 100%", out), (
                 f"no progress for {stage} {t}"
             )
+
+
+def test_tensorboard_scalars_match_the_records(reference: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sparta_hpc import scalars
+    from sparta_hpc.rundir import RunDir
+    from sparta_hpc.state import load_state
+
+    shutil.copytree(reference, tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    state = load_state(run)
+    assert state is not None
+    for t in range(2):
+        scalars.write_iteration(run, state, t)
+    events = EventAccumulator(str(run.tensorboard_dir))
+    events.Reload()
+    for t in range(2):
+        ratings = json.loads((reference / f"iter_{t:03d}/rate/ratings.json").read_text())
+        for player, r in ratings.items():
+            logged = {e.step: e.value for e in events.Scalars(f"rating/{player}")}
+            assert logged[t + 1] == pytest.approx(r["rating"], rel=1e-6)
+            loss = json.loads((reference / f"iter_{t:03d}/train/{player}/stats.json").read_text())[
+                "train_loss"
+            ]
+            assert {e.step: e.value for e in events.Scalars(f"dpo_loss/{player}")}[t + 1] == pytest.approx(
+                loss
+            )
+    assert "judge_parse_rate/tiny-a" in events.Tags()["scalars"]
