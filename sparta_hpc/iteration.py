@@ -121,8 +121,8 @@ def plan(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
         iteration=t,
     )
     write_jsonl(run.matches(t), [m.to_dict() for m in matches])
-    write_json(run.stage(t, "plan") / "players.json", players)
-    return [run.matches(t), run.stage(t, "plan") / "players.json"], {"matches": len(matches)}
+    write_json(run.players(t), players)
+    return [run.matches(t), run.players(t)], {"matches": len(matches)}
 
 
 def generate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
@@ -201,7 +201,7 @@ def evaluate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
 def _eval_players(label: str, t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
     """Each player's base and adapter as evaluated under ``label``: the initial ones, or those after t."""
     if label == evaluation.INITIAL:
-        return read_json(run.stage(0, "plan") / "players.json")
+        return read_json(run.players(0))
     return _players_after(t, run)
 
 
@@ -256,7 +256,7 @@ def _players_at_start(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> dic
 
 def _players_after(t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
     """Each player's base and adapter after iteration t: its trained adapter, or the old one if untrained."""
-    previous = read_json(run.stage(t, "plan") / "players.json")
+    previous = read_json(run.players(t))
     if not read_json(run.rate_report(t))["num_pairs"]:
         return previous
     return {p: {"base": spec["base"], "adapter": str(run.adapter(t, p))} for p, spec in previous.items()}
@@ -306,7 +306,7 @@ def _sync_summary(state: RunState, cfg: SpartaConfig, run: RunDir) -> None:
     t = state.iteration
     state.ratings = {p: r.to_dict() for p, r in _ratings_at_start(t, cfg, run).items()}
     state.rating_history = [{p: r.rating for p, r in _read_ratings(run, u).items()} for u in range(t)]
-    players_file = run.stage(0, "plan") / "players.json"
+    players_file = run.players(0)
     if t > 0:
         state.adapters = {p: spec["adapter"] for p, spec in _players_after(t - 1, run).items()}
     elif players_file.exists():

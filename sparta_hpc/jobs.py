@@ -69,7 +69,7 @@ def player_specs(players: dict[str, dict[str, str | None]]) -> list[ModelSpec]:
 
 
 def _players(run: RunDir, t: int) -> dict[str, dict[str, str | None]]:
-    return read_json(run.stage(t, "plan") / "players.json")
+    return read_json(run.players(t))
 
 
 def _engine(cfg: SpartaConfig, players: dict[str, dict[str, str | None]]) -> Any:

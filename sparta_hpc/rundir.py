@@ -69,6 +69,10 @@ class RunDir:
     def matches(self, t: int) -> Path:
         return self.stage(t, "plan") / "matches.jsonl"
 
+    def players(self, t: int) -> Path:
+        """Each player's base and adapter at the start of iteration t (written by the plan stage)."""
+        return self.stage(t, "plan") / "players.json"
+
     def shard(self, t: int, stage: str, shard: int) -> Path:
         return self.stage(t, stage) / f"shard_{shard:05d}.jsonl"
 
