@@ -6,6 +6,7 @@ jobs, wait, record its outputs with checksums in the state. Resuming a run is ru
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from collections.abc import Callable
@@ -150,8 +151,9 @@ def _new(results: dict[str, Any]) -> int:
 
 def rate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
     judged = judged_matches(t, cfg, run)
-    history = [{p: r.rating for p, r in _read_ratings(run, u).items()} for u in range(t)]
-    result = ratings.rate_iteration(judged, _ratings_at_start(t, cfg, run), history, cfg.rate, t)
+    result = ratings.rate_iteration(
+        judged, _ratings_at_start(t, cfg, run), _rating_history(run, t), cfg.rate, t
+    )
     write_jsonl(run.judged(t), [j.to_dict() for j in judged])
     write_json(run.ratings(t), {p: r.to_dict() for p, r in sorted(result.ratings.items())})
     write_jsonl(run.preferences(t), [p.to_dict() for p in result.pairs])
@@ -240,6 +242,11 @@ def _read_ratings(run: RunDir, t: int) -> RatingTable:
     return {p: PlayerRating.from_dict(r) for p, r in read_json(run.ratings(t)).items()}
 
 
+def _rating_history(run: RunDir, t: int) -> list[dict[str, float]]:
+    """Entry u: every player's rating at the end of iteration u < t (what static/dynamic weights read)."""
+    return [{p: r.rating for p, r in _read_ratings(run, u).items()} for u in range(t)]
+
+
 def _ratings_at_start(t: int, cfg: SpartaConfig, run: RunDir) -> RatingTable:
     if t == 0:
         initial = PlayerRating(rating=cfg.rate.initial_rating, deviation=cfg.rate.initial_deviation)
@@ -294,7 +301,7 @@ def _open(cfg: SpartaConfig, run: RunDir, force: bool, log: Log) -> RunState:
 
 def _remove_outputs_from(run: RunDir, t: int, stage: str) -> None:
     """Delete the outputs of ``stage`` of iteration t and of everything after it, so none is trusted again."""
-    for u in range(t, t + 10_000):
+    for u in itertools.count(t):
         if not run.iteration(u).exists():
             break
         for s in STAGES[STAGES.index(stage) if u == t else 0 :]:
@@ -305,7 +312,7 @@ def _sync_summary(state: RunState, cfg: SpartaConfig, run: RunDir) -> None:
     """Ratings, their history and adapters after the last committed iteration, read from its records."""
     t = state.iteration
     state.ratings = {p: r.to_dict() for p, r in _ratings_at_start(t, cfg, run).items()}
-    state.rating_history = [{p: r.rating for p, r in _read_ratings(run, u).items()} for u in range(t)]
+    state.rating_history = _rating_history(run, t)
     players_file = run.players(0)
     if t > 0:
         state.adapters = {p: spec["adapter"] for p, spec in _players_after(t - 1, run).items()}
