@@ -398,3 +398,21 @@ def test_detached_launcher_is_a_job_and_cancel_stops_everything(
         r["job_id"] for s in state(run_dir)["jobs"].values() for u in s.values() for r in u.values()
     ]
     assert all(sacct_states(j)[-1] in ("CANCELLED", "COMPLETED") for j in recorded)
+
+
+def test_multi_rank_dpo_runs_one_slurm_task_per_rank(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """train.num_ranks=2, ZeRO-2: each player's DPO job is a 2-task Slurm job; the ranks split the pairs."""
+    from safetensors.torch import load_file
+
+    run_dir = tmp_path / "run"
+    overrides = ["run.iterations=1", "plan.num_prompts=4", "generate.max_new_tokens=8", "train.max_length=64"]
+    overrides += ["eval.every=0", "cluster.poll_interval_s=1", "train.num_ranks=2", "train.deepspeed=zero2"]
+    finish(launch(run_dir, [*overrides, "cluster.train.tasks_per_node=2"]))
+    for player in ("tiny-a", "tiny-b", "tiny-c", "tiny-d"):
+        stats = json.loads((run_dir / f"iter_000/train/{player}/stats.json").read_text())
+        assert (stats["num_ranks"], stats["num_pairs"], stats["steps"]) == (2, 4, 2)
+        before = load_file(str(run_dir / f"models/initial/{player}/adapter_model.safetensors"))
+        after = load_file(str(run_dir / f"iter_000/train/{player}/adapter/adapter_model.safetensors"))
+        assert any(not before[k].equal(after[k]) for k in before), f"{player}: adapter unchanged"
+    logs = sorted((run_dir / "jobs/iter_000/train").glob("*_log.out"))
+    assert len(logs) == 8, [p.name for p in logs]  # 4 players x 2 ranks, one log per task
