@@ -350,7 +350,12 @@ def test_time_limit_requeues_dpo_from_its_checkpoint(
     record = ex.state.stage_jobs(0, "train")["tiny-a"]
     assert record["attempts"] == 1, "requeued by Slurm and submitit, never resubmitted by the launcher"
     states = sacct_states(record["job_id"])
-    assert "REQUEUED" in states and states[-1] == "COMPLETED", states
+    assert "REQUEUED" in states, states
+    # The last run can end with its work done just as the next time-limit signal arrives: Slurm then records
+    # FAILED (srun: task killed by USR2) although submitit wrote a success result and logged completion.
+    last_log = (run_dir / f"jobs/iter_000/train/{record['job_id']}_0_log.out").read_text()
+    finished = last_log.rstrip().endswith("Exiting after successful completion")
+    assert states[-1] == "COMPLETED" or (states[-1] == "FAILED" and finished), (states, last_log[-500:])
     assert events(run_dir, "preempted", "train"), log
 
 
