@@ -54,7 +54,7 @@ def build_base(out: Path, shape: dict[str, int], device: str) -> Path:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from sparta_hpc.engines.tiny import _train_tokenizer  # the test tokenizer: no download
+    from sparta_hpc.engines.tiny import _train_tokenizer
 
     _train_tokenizer().save_pretrained(out)
     extend_vocabulary(out / "tokenizer.json", shape["vocab_size"])
@@ -274,7 +274,7 @@ def main() -> None:
         start = time.perf_counter()
         base = build_base(root / "base", SMOKE if args.smoke else QWEN25_05B, device)
         config = json.loads((base / "config.json").read_text())
-        from sparta_hpc.plan_model import shape_from_config
+        from sparta_hpc.tools.cost_model import shape_from_config
 
         shape = shape_from_config(config, "Qwen2-style random init")
         rows = run_stages(root, args, 2.0 * shape.matmul_params, peak)

@@ -74,7 +74,7 @@ def make_engine(kind: str, out: Path) -> Any:
         from sparta_hpc.engines.hf import HFEngine
 
         return HFEngine([spec], dtype="float32", batch_size=16)
-    from sparta_hpc.config import EngineConfig
+    from sparta_hpc.engines.base import EngineConfig
     from sparta_hpc.engines.vllm import VLLMEngine
 
     return VLLMEngine(

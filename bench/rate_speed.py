@@ -3,8 +3,9 @@
     python bench/rate_speed.py [--num-matches 10000] [--num-players 10] [--profile released]
 
 Writes judged.jsonl, start.json and history.json (for the released profile's static weights) into a temporary
-directory, runs ``python -m sparta_hpc.rescore`` on them as a separate process (start-up included), and prints
-the wall time. Every player judges every match it does not play; 3% of judgments fail to parse, 1% crash.
+directory, runs ``python -m sparta_hpc.tools.rescore`` on them as a separate process (start-up included),
+and prints the wall time. Every player judges every match it does not play; 3% of judgments fail to parse,
+1% crash.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         argv = generate(Path(tmp), args.num_matches, args.num_players)
         size_mb = (Path(tmp) / "judged.jsonl").stat().st_size / 1e6
-        cmd = [sys.executable, "-m", "sparta_hpc.rescore", *argv, "--profile", args.profile]
+        cmd = [sys.executable, "-m", "sparta_hpc.tools.rescore", *argv, "--profile", args.profile]
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()

@@ -11,7 +11,7 @@ if ! sinfo -h >/dev/null 2>&1 && [[ $(id -u) == 0 ]] && command -v apt-get >/dev
   bash slurm/testcluster.sh install
   bash slurm/testcluster.sh start
 fi
-# Headless Chromium opens the HTML report in tests/test_report.py (skipped without it, except with CI=true).
+# Headless Chromium opens the HTML report in tests/report/test_build.py (skipped without it, except with CI=true).
 if ! command -v chromium >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 fi

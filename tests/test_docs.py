@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sparta_hpc import docgen
 from sparta_hpc.config import load_config, to_yaml
-from sparta_hpc.rundir import RunDir
+from sparta_hpc.store.rundir import RunDir
+from sparta_hpc.tools import docgen
 
 
 def test_every_schema_key_has_a_docstring() -> None:

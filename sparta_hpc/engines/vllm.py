@@ -33,12 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparta_hpc.config import VLLM_LORA_RANKS
-from sparta_hpc.engines.base import Completion, ExpectedScore, ModelSpec, Request, Sampling
+from sparta_hpc.engines.base import VLLM_LORA_RANKS, Completion, ExpectedScore, ModelSpec, Request, Sampling
 from sparta_hpc.engines.hf import ScoreTokens, encode_prompt, eos_token_ids, score_tokens
 
 if TYPE_CHECKING:
-    from sparta_hpc.config import EngineConfig
+    from sparta_hpc.engines.base import EngineConfig
 
 SCORE_REGEX = r'\{"score": (10|[1-9])\}'
 """What the structured generate judge may write (``Sampling.json_score``)."""

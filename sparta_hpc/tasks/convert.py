@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sparta_hpc.errors import TaskDataError
 from sparta_hpc.tasks.metrics import extract_boxed, extract_number
-from sparta_hpc.tasks.schema import LETTERS, SourceRecord, TaskDataError, TaskExample, split_name
+from sparta_hpc.tasks.schema import LETTERS, SourceRecord, TaskExample, split_name
 
 
 class RecordError(ValueError):

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sparta_hpc.tasks.convert import synthetic_task
 from sparta_hpc.tasks.prompts import build_prompt
 from sparta_hpc.tasks.schema import SYNTHETIC, read_split
 
-if TYPE_CHECKING:
-    from sparta_hpc.config import SpartaConfig
+
+@dataclass
+class TaskConfig:
+    """Where the tournament's prompts come from."""
+
+    name: str = "synthetic"
+    """Task name; ``synthetic`` is the built-in arithmetic task, others are read from ``data_dir``."""
+    data_dir: str | None = None
+    """Folder written by ``sparta-hpc prepare-data`` (holds ``<name>/train.jsonl``)."""
+    synthetic_size: int = 200
+    """Number of training prompts of the synthetic task."""
+    synthetic_eval_size: int = 50
+    """Number of val and of test questions of the synthetic task (each); drawn after the training prompts,
+    so it never changes them."""
 
 
-def prompt_pool(cfg: SpartaConfig) -> list[tuple[str, str]]:
-    """Every training prompt of the configured task, in file order, rendered with the task's template."""
-    if cfg.task.name == SYNTHETIC:
-        examples = synthetic_task(cfg.task.synthetic_size, 0, 0, seed=cfg.run.seed)["train"]
+def prompt_pool(task: TaskConfig, seed: int) -> list[tuple[str, str]]:
+    """Every training prompt of the task, in file order, rendered with the task's template."""
+    if task.name == SYNTHETIC:
+        examples = synthetic_task(task.synthetic_size, 0, 0, seed=seed)["train"]
     else:
-        assert cfg.task.data_dir is not None  # checked by config.check_paths
-        examples = read_split(Path(cfg.task.data_dir) / cfg.task.name / "train.jsonl")
-    return [(e.id, build_prompt(cfg.task.name, e)) for e in examples]
+        assert task.data_dir is not None  # checked by config.check_paths
+        examples = read_split(Path(task.data_dir) / task.name / "train.jsonl")
+    return [(e.id, build_prompt(task.name, e)) for e in examples]

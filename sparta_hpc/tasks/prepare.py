@@ -16,9 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.rundir import atomic_write_text
+from sparta_hpc.errors import TaskDataError
+from sparta_hpc.files import atomic_write_text
 from sparta_hpc.tasks.convert import HUB_DATASETS, Converted, convert_records, hub_records, synthetic_task
-from sparta_hpc.tasks.schema import SPLITS, SYNTHETIC, TASK_NAMES, SourceRecord, TaskDataError, TaskExample
+from sparta_hpc.tasks.schema import SPLITS, SYNTHETIC, TASK_NAMES, SourceRecord, TaskExample
 from sparta_hpc.tasks.schema import read_source_records as read_file_records
 
 RELEASED_FILES: dict[str, tuple[str, ...]] = {

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparta_hpc.errors import TaskDataError
+
 TASK_NAMES = (
     "medqa",
     "normad_country",
@@ -35,10 +37,6 @@ SYNTHETIC = "synthetic"
 SPLITS = ("train", "val", "test")
 LETTERS = string.ascii_uppercase
 """Option letters: ``choices[i]`` is option ``LETTERS[i]``."""
-
-
-class TaskDataError(ValueError):
-    """A task data file cannot be read; the message names the file (and line where known)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from sparta_hpc.config import EngineConfig
-from sparta_hpc.engines.base import ModelSpec, Request, Sampling
+from sparta_hpc.engines.base import EngineConfig, ModelSpec, Request, Sampling
 from sparta_hpc.engines.hf import SCORE_PREFIX, HFEngine
 from sparta_hpc.engines.vllm import check_adapter
 from sparta_hpc.method import judging
@@ -185,11 +184,11 @@ def test_jobs_pick_the_vllm_engine(tiny_base: Path) -> None:
     require_vllm()
     from sparta_hpc.config import load_config
     from sparta_hpc.engines.vllm import VLLMEngine
-    from sparta_hpc.jobs import _engine
+    from sparta_hpc.jobs.common import load_engine
 
     overrides = [f"engine.{key}={str(value).lower()}" for key, value in CPU_ENGINE.items()]
     cfg = load_config(None, overrides)
-    engine = _engine(cfg, {"solo": {"base": str(tiny_base), "adapter": None}})
+    engine = load_engine(cfg, {"solo": {"base": str(tiny_base), "adapter": None}})
     try:
         assert isinstance(engine, VLLMEngine)
         request = Request(request_id="r", model="solo", prompt="Hi", seed=0)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sparta_hpc.errors import TaskDataError
 from sparta_hpc.tasks.convert import (
     CONVERTERS,
     Converted,
@@ -15,7 +16,7 @@ from sparta_hpc.tasks.convert import (
     synthetic_task,
 )
 from sparta_hpc.tasks.metrics import score
-from sparta_hpc.tasks.schema import TASK_NAMES, TaskDataError, read_source_records
+from sparta_hpc.tasks.schema import TASK_NAMES, read_source_records
 from tests.tasks.task_fixtures import line_of, write_json, write_lines
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from sparta_hpc.errors import TaskDataError
 from sparta_hpc.tasks import prepare
-from sparta_hpc.tasks.schema import SPLITS, TASK_NAMES, TaskDataError, TaskExample, read_split, read_task
+from sparta_hpc.tasks.schema import SPLITS, TASK_NAMES, TaskExample, read_split, read_task
 from tests.tasks.task_fixtures import write_lines
 
 EXPECTED = {  # canonical counts (train, val, test) and bad records per task for the fixture folder

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sparta_hpc.tasks.schema import (
-    TaskDataError,
-    TaskExample,
-    file_split,
-    read_source_records,
-    read_split,
-    split_name,
-)
+from sparta_hpc.errors import TaskDataError
+from sparta_hpc.tasks.schema import TaskExample, file_split, read_source_records, read_split, split_name
 from tests.tasks.task_fixtures import line_of, write_json, write_lines
 
 FULL = TaskExample(

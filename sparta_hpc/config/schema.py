@@ -1,0 +1,166 @@
+"""The run configuration's schema: one dataclass per section, and the checks that span sections.
+
+Sections flow up into this schema: each is the dataclass of the code that reads it (``plan`` and ``rate`` from
+the pure method, ``task`` and ``eval`` from ``tasks/``, ``engine`` and ``tiny`` from ``engines/``, ``train``
+from the DPO job, ``cluster`` from ``cluster/resources.py``), and none of them imports this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sparta_hpc.cluster.resources import ClusterConfig
+from sparta_hpc.engines.base import EngineConfig, ModelConfig, TinyConfig
+from sparta_hpc.errors import ConfigError, require_positive
+from sparta_hpc.method.settings import PROFILES, PlanConfig, RateConfig
+from sparta_hpc.tasks.evaluation import EvalConfig
+from sparta_hpc.tasks.pool import TaskConfig
+from sparta_hpc.training.dpo import TrainConfig
+
+
+@dataclass
+class RunConfig:
+    """Identity and length of the run."""
+
+    name: str = "sparta"
+    """Prefix of the default run directory ``runs/<name>-<config hash>``."""
+    seed: int = 42
+    """Seed of every random choice (prompts, matches, sampling, training)."""
+    iterations: int = 8
+    """T, the number of SPARTA iterations."""
+    profile: str = "paper"
+    """Preset of defaults: ``paper`` or ``released`` (spec section 9)."""
+
+    tensorboard: bool = False
+    """Write ratings, judge parse rates, DPO losses and eval metrics to ``RUN_DIR/tensorboard`` (needs the
+    ``tensorboard`` package; never uses the network)."""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ConfigError(f"run.iterations={self.iterations} must be >= 1")
+        if self.profile not in PROFILES:
+            raise ConfigError(
+                f"run.profile={self.profile!r} is not valid; allowed values: {', '.join(PROFILES)}"
+            )
+
+
+@dataclass
+class GenerateConfig:
+    """Combat decoding (spec section 2.3)."""
+
+    temperature: float = 0.7
+    """Sampling temperature of the players' answers."""
+    top_k: int = 50
+    """Sample only among the k most likely next tokens."""
+    top_p: float = 0.95
+    """Sample only among the most likely tokens whose probabilities sum to top_p (nucleus sampling)."""
+    max_new_tokens: int = 512
+    """Longest answer in tokens."""
+    num_shards: int = 1
+    """Generation array tasks per iteration."""
+    chunk_size: int = 64
+    """Requests per saved chunk: a preempted shard resumes after its last saved chunk."""
+
+    def __post_init__(self) -> None:
+        require_positive("generate", self, ("max_new_tokens", "num_shards", "chunk_size", "top_k"))
+
+
+@dataclass
+class JudgeConfig:
+    """Pointwise judging (spec section 4)."""
+
+    method: str = "generate"
+    """``generate``: decode and parse a JSON score; ``logprob``: expected score from one prefill."""
+    temperature: float = 0.7
+    """Sampling temperature of a decoded judgment (``method=generate``)."""
+    top_k: int = 50
+    """Sample only among the k most likely next tokens (``method=generate``)."""
+    top_p: float = 0.95
+    """Nucleus sampling threshold (``method=generate``)."""
+    max_new_tokens: int = 256
+    """Longest decoded judgment in tokens (``method=generate``)."""
+    max_prompt_tokens: int | None = None
+    """Right-truncate the judge prompt to this many tokens (released: 512); null never truncates."""
+    num_shards: int = 1
+    """Judging array tasks per iteration."""
+    chunk_size: int = 64
+    """Requests per saved chunk."""
+
+    def __post_init__(self) -> None:
+        if self.method not in ("generate", "logprob"):
+            raise ConfigError(f"judge.method={self.method!r} is not valid; allowed values: generate, logprob")
+        require_positive("judge", self, ("max_new_tokens", "num_shards", "chunk_size", "top_k"))
+
+
+@dataclass
+class SpartaConfig:
+    """A whole SPARTA run."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    models: list[ModelConfig] = field(default_factory=list)
+    """The players (at least 3), each ``{name, base, adapter}``; players sharing a base share one engine."""
+    tiny: TinyConfig = field(default_factory=TinyConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    rate: RateConfig = field(default_factory=RateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.models]
+        if len(names) < 3:
+            raise ConfigError(
+                f"models: {len(names)} given, SPARTA needs at least 3 (two players and a judge)"
+            )
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"models: duplicate model names {duplicates}; every name must be unique")
+        for name in names:
+            if not name or any(c in name for c in "/\\ \t\n"):
+                raise ConfigError(f"models: name {name!r} must be non-empty without slashes or spaces")
+        if self.plan.k > len(names) - 1:
+            raise ConfigError(f"plan.k={self.plan.k} but only {len(names) - 1} opponents exist; lower plan.k")
+        _check_eval(self)
+        _check_train_ranks(self)
+
+    @property
+    def player_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+
+def _check_train_ranks(cfg: SpartaConfig) -> None:
+    """A multi-rank DPO job needs one Slurm task per rank: nodes x tasks_per_node of ``cluster.train``."""
+    if cfg.train.num_ranks == 1:
+        return
+    res = cfg.cluster.resources("train")
+    if cfg.cluster.backend != "slurm" or res.nodes * res.tasks_per_node != cfg.train.num_ranks:
+        raise ConfigError(
+            f"train.num_ranks={cfg.train.num_ranks} needs cluster.backend=slurm and cluster.train.nodes x "
+            f"cluster.train.tasks_per_node = {cfg.train.num_ranks} (now {cfg.cluster.backend}, "
+            f"{res.nodes} x {res.tasks_per_node})"
+        )
+
+
+def _check_eval(cfg: SpartaConfig) -> None:
+    """Cross-section checks of ``eval``: the Alpaca judge and the synthetic task's evaluation splits."""
+    if cfg.eval.every == 0:
+        return
+    judge = cfg.eval.judge_model
+    if cfg.task.name == "alpaca" and judge is None:
+        raise ConfigError(
+            "task.name=alpaca is scored by an LLM judge: set eval.judge_model={name, base, adapter} "
+            "(a model that is not a player), or eval.every=0 to turn evaluation off"
+        )
+    if judge is not None and (judge.name in cfg.player_names or not judge.name or "/" in judge.name):
+        raise ConfigError(
+            f"eval.judge_model.name={judge.name!r} must be non-empty, without slashes, and no player's name"
+        )
+    if cfg.task.name == "synthetic" and cfg.task.synthetic_eval_size < 1:
+        raise ConfigError(
+            f"task.synthetic_eval_size={cfg.task.synthetic_eval_size} leaves nothing to evaluate; "
+            "raise it or set eval.every=0"
+        )

@@ -1,0 +1,143 @@
+"""Atomic file writes, JSON and JSONL records with ``path:line`` errors, and checksums. A leaf: it imports
+nothing from sparta_hpc but the errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sparta_hpc.errors import RecordError
+
+
+@contextmanager
+def _temporary_sibling(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temp file, fsync, rename: readers see the old file or the whole new one."""
+    with _temporary_sibling(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=1) + "\n"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, dump_json(obj))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+
+
+def jsonl_text(records: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, jsonl_text(records))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All records of a JSONL file; a bad line raises RecordError naming ``path:line``."""
+    return [record for _, record in _numbered_records(path)]
+
+
+def _numbered_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of every non-blank line."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecordError(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
+            if not isinstance(record, dict):
+                raise RecordError(f"{path}:{lineno}: a record must be a JSON object")
+            records.append((lineno, record))
+    return records
+
+
+def parse_records(path: Path, parse: Any) -> list[Any]:
+    """``read_jsonl`` then ``parse(dict)`` per line, with ``path:line`` on any error."""
+    out = []
+    for lineno, record in _numbered_records(path):
+        try:
+            out.append(parse(record))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecordError(f"{path}:{lineno}: {e}") from None
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_path(path: Path) -> str | None:
+    """Checksum of a file, or of a directory's files (names and contents); None if missing."""
+    if path.is_file():
+        return sha256_file(path)
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + b"\0" + sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def atomic_replace_dir(tmp: Path, final: Path) -> None:
+    """Move a fully written directory into place (replacing an older one)."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        if old.exists():
+            _rmtree(old)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        _rmtree(old)
+    else:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

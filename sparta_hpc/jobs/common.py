@@ -1,0 +1,111 @@
+"""What every node-side job shares: opening the run, seeds, sharding, loading an engine, chunked progress.
+
+Jobs take paths and numbers, never models. Generation, judging and evaluation save finished chunks as they go,
+so a preempted or killed job that runs again continues after its last saved chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sparta_hpc.config import SpartaConfig, load_config
+from sparta_hpc.engines.base import ModelSpec, Request
+from sparta_hpc.files import parse_records, read_json, read_jsonl, write_jsonl
+from sparta_hpc.method.types import Match
+from sparta_hpc.store.rundir import RunDir
+
+
+def stable_seed(*parts: object) -> int:
+    """A 31-bit seed from any parts, equal across processes and machines."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def open_run(run_root: str) -> tuple[RunDir, SpartaConfig]:
+    run = RunDir(run_root)
+    return run, load_config(run.config_file)
+
+
+def split_evenly(items: Sequence[Any], num_shards: int, shard: int) -> list[Any]:
+    """Contiguous shard ``shard`` of ``num_shards`` near-equal parts (earlier shards take the remainder)."""
+    size, extra = divmod(len(items), num_shards)
+    start = shard * size + min(shard, extra)
+    return list(items[start : start + size + (1 if shard < extra else 0)])
+
+
+def player_specs(players: dict[str, dict[str, str | None]]) -> list[ModelSpec]:
+    return [ModelSpec(name=n, base=str(p["base"]), adapter=p["adapter"]) for n, p in players.items()]
+
+
+def players_at(run: RunDir, t: int) -> dict[str, dict[str, str | None]]:
+    return read_json(run.players(t))
+
+
+def load_engine(cfg: SpartaConfig, players: dict[str, dict[str, str | None]]) -> Any:
+    specs = player_specs(players)
+    if cfg.engine.kind == "vllm":
+        from sparta_hpc.engines.vllm import VLLMEngine
+
+        return VLLMEngine(specs, cfg.engine)
+    from sparta_hpc.engines.hf import HFEngine
+
+    return HFEngine(
+        specs,
+        dtype=cfg.engine.dtype,
+        batch_size=cfg.engine.batch_size,
+        trust_remote_code=cfg.engine.trust_remote_code,
+    )
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def set_threads(cfg: SpartaConfig, stage: str) -> None:
+    """As many torch threads as the stage's jobs have CPUs (the same inline, locally and on Slurm).
+
+    OMP_NUM_THREADS too, unless set: accelerate otherwise sets torch's threads to all physical cores in a
+    Slurm job, and two jobs sharing a node then oversubscribe it (DPO ran 30x slower on 2 cores).
+    """
+    import torch
+
+    threads = max(1, min(cfg.cluster.resources(stage).cpus_per_task, os.cpu_count() or 1))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    torch.set_num_threads(threads)
+
+
+def run_chunks(
+    parts: Path,
+    requests: list[Request],
+    chunk_size: int,
+    compute: Callable[[list[Request]], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Compute every chunk not saved yet (one file per chunk), then return all chunk results in order."""
+    chunks = [requests[i : i + chunk_size] for i in range(0, len(requests), chunk_size)]
+    saved = sum((parts / f"chunk_{i:05d}.jsonl").exists() for i in range(len(chunks)))
+    if saved:
+        print(f"{parts}: resuming after {saved}/{len(chunks)} saved chunks", flush=True)
+    for i, chunk in enumerate(chunks):
+        path = parts / f"chunk_{i:05d}.jsonl"
+        if not path.exists():
+            write_jsonl(path, compute(chunk))
+    results: list[dict[str, Any]] = []
+    for i in range(len(chunks)):
+        results += read_jsonl(parts / f"chunk_{i:05d}.jsonl")
+    return results
+
+
+def finish_shard(run: RunDir, t: int, stage: str, shard: int, records: list[dict[str, Any]]) -> None:
+    write_jsonl(run.shard(t, stage, shard), records)
+    shutil.rmtree(run.shard_parts(t, stage, shard), ignore_errors=True)
+
+
+def shard_matches(run: RunDir, t: int, num_shards: int, shard: int) -> list[Match]:
+    return split_evenly(parse_records(run.matches(t), Match.from_dict), num_shards, shard)

@@ -1,0 +1,102 @@
+"""The evaluate job: greedy answers and scores of one array task's evaluation units."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from sparta_hpc.config import SpartaConfig
+from sparta_hpc.engines.base import Request, Sampling
+from sparta_hpc.files import read_json, write_jsonl
+from sparta_hpc.jobs.common import load_engine, open_run, run_chunks, set_threads, split_evenly, stable_seed
+from sparta_hpc.jobs.models import eval_judge_model
+from sparta_hpc.store.rundir import RunDir
+from sparta_hpc.tasks import evaluation
+from sparta_hpc.tasks.evaluation import EvalRecord, EvalUnit
+from sparta_hpc.tasks.prompts import build_prompt
+from sparta_hpc.tasks.schema import TaskExample
+
+
+def evaluate_shard(run_root: str, t: int, task: int) -> int:
+    """Greedy answers and scores of array task ``task``'s evaluation units (``evaluation.task_units``).
+
+    Each unit's records are one file, written when the unit ends; finished chunks are saved as they go.
+    Returns the number of new records, or -1 when every unit of the task was already done.
+    """
+    run, cfg = open_run(run_root)
+    units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations)
+    mine = evaluation.task_units(units, cfg.eval.units_per_task)[task]
+    todo = [u for u in mine if not run.eval_records(t, u.label, u.player, u.split, u.shard).exists()]
+    if not todo:
+        return -1
+    models = read_json(run.eval_models(t))
+    players = {_eval_name(u): models[u.label][u.player] for u in todo}
+    cache: list[Any] = []
+
+    def engine() -> Any:
+        if not cache:
+            set_threads(cfg, "evaluate")
+            if cfg.task.name == evaluation.ALPACA:
+                players[evaluation.JUDGE] = eval_judge_model(run, cfg)
+            cache.append(load_engine(cfg, players))
+        return cache[0]
+
+    examples = {
+        split: evaluation.split_examples(cfg.task, cfg.eval, cfg.run.seed, split) for split in cfg.eval.splits
+    }
+    new = 0
+    for u in todo:
+        shard = split_evenly(examples[u.split], cfg.eval.num_shards, u.shard)
+        new += _evaluate_unit(run, cfg, t, u, shard, engine)
+    return new
+
+
+def _eval_name(unit: EvalUnit) -> str:
+    return f"{unit.label}/{unit.player}"
+
+
+def _evaluate_unit(
+    run: RunDir,
+    cfg: SpartaConfig,
+    t: int,
+    u: EvalUnit,
+    examples: list[TaskExample],
+    engine: Callable[[], Any],
+) -> int:
+    """Answer and score one unit's examples chunk by chunk; write its record file."""
+    by_id = {e.id: e for e in examples}
+    requests = [
+        Request(
+            request_id=e.id,
+            model=_eval_name(u),
+            prompt=build_prompt(cfg.task.name, e),
+            seed=stable_seed(cfg.run.seed, "evaluate", e.id),
+        )
+        for e in examples
+    ]
+    sampling = Sampling(max_new_tokens=cfg.eval.max_new_tokens, greedy=True)
+
+    def compute(chunk: list[Request]) -> list[dict[str, Any]]:
+        completions = engine().generate(chunk, sampling)
+        scored = evaluation.score_answers(cfg.task.name, cfg.eval, engine(), chunk, completions, by_id)
+        return [
+            EvalRecord(
+                id=r.request_id,
+                player=u.player,
+                iteration=u.label,
+                split=u.split,
+                output=c.text,
+                num_tokens=c.num_new_tokens,
+                extracted=extracted,
+                score=score,
+                judge_output=judge_output,
+            ).to_dict()
+            for r, c, (extracted, score, judge_output) in zip(chunk, completions, scored, strict=True)
+        ]
+
+    parts = run.eval_parts(t, u.label, u.player, u.split, u.shard)
+    records = run_chunks(parts, requests, cfg.eval.chunk_size, compute)
+    write_jsonl(run.eval_records(t, u.label, u.player, u.split, u.shard), records)
+    shutil.rmtree(parts, ignore_errors=True)
+    return len(records)

@@ -1,0 +1,69 @@
+"""The generate job: both players of every match of a shard answer its prompt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparta_hpc.engines.base import Request, Sampling
+from sparta_hpc.files import parse_records
+from sparta_hpc.jobs.common import (
+    finish_shard,
+    load_engine,
+    open_run,
+    players_at,
+    run_chunks,
+    set_threads,
+    shard_matches,
+    stable_seed,
+)
+from sparta_hpc.method.types import Generation
+from sparta_hpc.store.rundir import RunDir
+
+
+def generate_shard(run_root: str, t: int, shard: int) -> int:
+    """Both players of every match of the shard answer its prompt. Returns the number of generations."""
+    run, cfg = open_run(run_root)
+    if run.shard(t, "generate", shard).exists():
+        return -1
+    matches = shard_matches(run, t, cfg.generate.num_shards, shard)
+    requests = [
+        Request(
+            request_id=f"{m.match_id}/{p}",
+            model=p,
+            prompt=m.prompt,
+            seed=stable_seed(cfg.run.seed, t, m.match_id, p),
+        )
+        for m in matches
+        for p in m.players
+    ]
+    g = cfg.generate
+    sampling = Sampling(
+        max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p
+    )
+    engine: list[Any] = []
+
+    def compute(chunk: list[Request]) -> list[dict[str, Any]]:
+        if not engine:
+            set_threads(cfg, "generate")
+            engine.append(load_engine(cfg, players_at(run, t)))
+        return [
+            Generation(
+                match_id=r.request_id.rsplit("/", 1)[0],
+                player=r.model,
+                response=c.text,
+                num_tokens=c.num_new_tokens,
+            ).to_dict()
+            for r, c in zip(chunk, engine[0].generate(chunk, sampling), strict=True)
+        ]
+
+    records = run_chunks(run.shard_parts(t, "generate", shard), requests, g.chunk_size, compute)
+    finish_shard(run, t, "generate", shard, records)
+    return len(records)
+
+
+def read_generations(run: RunDir, t: int, num_shards: int) -> dict[tuple[str, str], str]:
+    out = {}
+    for shard in range(num_shards):
+        for g in parse_records(run.shard(t, "generate", shard), Generation.from_dict):
+            out[(g.match_id, g.player)] = g.response
+    return out

@@ -1,0 +1,99 @@
+"""The judge job: every non-competing player scores both responses of every match of a shard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparta_hpc.config import SpartaConfig
+from sparta_hpc.engines.base import Request, Sampling
+from sparta_hpc.jobs.common import (
+    finish_shard,
+    load_engine,
+    open_run,
+    players_at,
+    run_chunks,
+    set_threads,
+    shard_matches,
+    stable_seed,
+)
+from sparta_hpc.jobs.generate import read_generations
+from sparta_hpc.method import judging
+from sparta_hpc.method.types import Judgment, Match
+
+
+def judge_requests(
+    cfg: SpartaConfig, t: int, matches: list[Match], responses: dict[tuple[str, str], str]
+) -> list[Request]:
+    """Every non-competing player judges both responses of every match, one request per response."""
+    prefix = judging.SCORE_PREFIX if cfg.judge.method == "logprob" else ""
+    requests = []
+    for m in matches:
+        for judge in cfg.player_names:
+            if judge in m.players:
+                continue
+            for side, player in zip("ab", m.players, strict=True):
+                requests.append(
+                    Request(
+                        request_id=f"{m.match_id}/{judge}/{side}",
+                        model=judge,
+                        prompt=judging.judge_prompt(m.prompt, responses[(m.match_id, player)]),
+                        seed=stable_seed(cfg.run.seed, t, m.match_id, judge, side),
+                        assistant_prefix=prefix,
+                        max_prompt_tokens=cfg.judge.max_prompt_tokens,
+                    )
+                )
+    return requests
+
+
+def judge_shard(run_root: str, t: int, shard: int) -> int:
+    """Score both responses of every match of the shard by every other player. Returns judgments written."""
+    run, cfg = open_run(run_root)
+    if run.shard(t, "judge", shard).exists():
+        return -1
+    matches = shard_matches(run, t, cfg.judge.num_shards, shard)
+    requests = judge_requests(cfg, t, matches, read_generations(run, t, cfg.generate.num_shards))
+    j = cfg.judge
+    sampling = Sampling(
+        max_new_tokens=j.max_new_tokens,
+        temperature=j.temperature,
+        top_k=j.top_k,
+        top_p=j.top_p,
+        json_score=cfg.engine.structured_judge,
+    )
+    engine: list[Any] = []
+
+    def compute(chunk: list[Request]) -> list[dict[str, Any]]:
+        if not engine:
+            set_threads(cfg, "judge")
+            engine.append(load_engine(cfg, players_at(run, t)))
+        if j.method == "logprob":
+            return [
+                {"request_id": r.request_id, "score": e.score, "raw": ""}
+                for r, e in zip(chunk, engine[0].expected_scores(chunk), strict=True)
+            ]
+        return [
+            {"request_id": r.request_id, "score": judging.parse_score(c.text), "raw": c.text}
+            for r, c in zip(chunk, engine[0].generate(chunk, sampling), strict=True)
+        ]
+
+    results = run_chunks(run.shard_parts(t, "judge", shard), requests, j.chunk_size, compute)
+    records = [judgment.to_dict() for judgment in _pair_sides(results)]
+    finish_shard(run, t, "judge", shard, records)
+    return len(records)
+
+
+def _pair_sides(results: list[dict[str, Any]]) -> list[Judgment]:
+    """Join the per-response results ``match/judge/a`` and ``match/judge/b`` into one Judgment each."""
+    by_id = {r["request_id"]: r for r in results}
+    judgments = []
+    for r in results:
+        match_id, judge, side = r["request_id"].rsplit("/", 2)
+        if side != "a":
+            continue
+        b = by_id[f"{match_id}/{judge}/b"]
+        judgments.append(
+            Judgment(
+                match_id=match_id, judge=judge, scores=(r["score"], b["score"]), raw=(r["raw"], b["raw"])
+            )
+        )
+    return judgments

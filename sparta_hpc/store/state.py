@@ -1,0 +1,188 @@
+"""The run state: one small schema-versioned JSON file, written atomically, and the launcher lock.
+
+The state says which stage of which iteration is done (with checksums of its outputs), the ratings after the
+last committed iteration, their history, and every player's current adapter. Records themselves live in the
+stage folders; the state only points at them, so a lost or altered record is noticed and redone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from sparta_hpc.errors import LockHeld, StateError
+from sparta_hpc.files import read_json, sha256_path, write_json
+from sparta_hpc.method.types import PlayerRating, RatingTable
+from sparta_hpc.store.rundir import STAGES, RunDir
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunState:
+    """What is done and where it is. ``iteration`` counts committed iterations (the next one to run)."""
+
+    config_hash: str
+    iterations_total: int
+    iteration: int = 0
+    ratings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rating_history: list[dict[str, float]] = field(default_factory=list)
+    adapters: dict[str, str | None] = field(default_factory=dict)
+    stages: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    """``{iteration: {stage: {unit: {"job_id", "attempts"}}}}``: the latest job of every unit submitted."""
+    launcher_job: str | None = None
+    """Slurm job id of the launcher when it runs as a job (``--detach``)."""
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.iterations_total
+
+    def rating_table(self) -> RatingTable:
+        return {name: PlayerRating.from_dict(r) for name, r in sorted(self.ratings.items())}
+
+    def stage_entry(self, t: int, stage: str) -> dict[str, Any] | None:
+        return self.stages.get(str(t), {}).get(stage)
+
+    def is_done(self, t: int, stage: str) -> bool:
+        return self.stage_entry(t, stage) is not None
+
+    def mark_done(self, t: int, stage: str, outputs: dict[str, str | None], info: dict[str, Any]) -> None:
+        self.stages.setdefault(str(t), {})[stage] = {"outputs": outputs, "info": info}
+
+    def stage_jobs(self, t: int, stage: str) -> dict[str, dict[str, Any]]:
+        """The recorded job of every unit of a stage (a live dict: add to it, then save the state)."""
+        return self.jobs.setdefault(str(t), {}).setdefault(stage, {})
+
+    def job_ids(self) -> list[str]:
+        """Every recorded job id of the run (array tasks as ``812_3``)."""
+        return [
+            r["job_id"] for stages in self.jobs.values() for units in stages.values() for r in units.values()
+        ]
+
+    def invalidate(self, t: int, stage: str) -> None:
+        """Forget ``stage`` of iteration ``t`` and everything after it (outputs and recorded jobs)."""
+        first = STAGES.index(stage)
+        for table in (self.stages, self.jobs):
+            for key in list(table):
+                it = int(key)
+                if it > t:
+                    del table[key]
+                elif it == t:
+                    for s in STAGES[first:]:
+                        table[key].pop(s, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "config_hash": self.config_hash,
+            "iterations_total": self.iterations_total,
+            "iteration": self.iteration,
+            "done": self.done,
+            "ratings": self.ratings,
+            "rating_history": self.rating_history,
+            "adapters": self.adapters,
+            "stages": self.stages,
+            "jobs": self.jobs,
+            "launcher_job": self.launcher_job,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str) -> RunState:
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StateError(f"{source}: schema_version {version!r}, this sparta-hpc reads {SCHEMA_VERSION}")
+        return cls(
+            config_hash=d["config_hash"],
+            iterations_total=int(d["iterations_total"]),
+            iteration=int(d["iteration"]),
+            ratings=d["ratings"],
+            rating_history=d["rating_history"],
+            adapters=d["adapters"],
+            stages=d["stages"],
+            jobs=d.get("jobs", {}),
+            launcher_job=d.get("launcher_job"),
+        )
+
+
+def load_state(run: RunDir) -> RunState | None:
+    if not run.state_file.exists():
+        return None
+    return RunState.from_dict(read_json(run.state_file), str(run.state_file))
+
+
+def save_state(run: RunDir, state: RunState) -> None:
+    write_json(run.state_file, state.to_dict())
+
+
+def checksums(run: RunDir, paths: list[Path]) -> dict[str, str | None]:
+    """``{relative path: sha256}`` of stage outputs (files or adapter directories)."""
+    return {run.relative(p): sha256_path(p) for p in paths}
+
+
+def first_invalid_stage(run: RunDir, state: RunState) -> tuple[int, str] | None:
+    """The earliest recorded stage whose outputs are missing or changed since they were recorded."""
+    for key in sorted(state.stages, key=int):
+        for stage in STAGES:
+            entry = state.stages[key].get(stage)
+            if entry is None:
+                continue
+            for rel, digest in entry["outputs"].items():
+                if sha256_path(run.root / rel) != digest:
+                    return int(key), stage
+    return None
+
+
+class LauncherLock:
+    """An exclusive lock on the run directory, held for the launcher's lifetime.
+
+    ``flock`` is released by the kernel when the holder dies, so a killed launcher never leaves a stale lock;
+    the file's text names the holder for the error message of a second launcher.
+    """
+
+    def __init__(self, run: RunDir) -> None:
+        self.path = run.lock_file
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while locked
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise LockHeld(
+                f"run directory {self.path.parent} is driven by another launcher ({holder}); "
+                "wait for it to end or stop it first"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        holder = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        f.write(json.dumps(holder) + "\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> LauncherLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

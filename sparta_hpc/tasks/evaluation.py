@@ -1,0 +1,271 @@
+"""The evaluate stage: held-out task scores of every player after chosen iterations (spec section 8).
+
+Light at import (no torch): the launcher plans evaluation units and summarises their records here;
+``jobs.evaluate_shard`` runs them. A unit is one model (a player as it was at one point of the run) on one
+shard of one split; its records are one file. Labels name those points: ``initial`` (the models the run
+started from, evaluated in iteration 0's stage) and ``iter_<t>`` (the models after iteration t).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparta_hpc.engines.base import Completion, ModelConfig, Request, Sampling
+from sparta_hpc.method import judging
+from sparta_hpc.tasks import metrics
+from sparta_hpc.tasks.convert import synthetic_task
+from sparta_hpc.tasks.pool import TaskConfig
+from sparta_hpc.tasks.schema import SYNTHETIC, TaskExample, read_split
+
+INITIAL = "initial"
+"""Label of the models the run started from."""
+ALPACA = "alpaca"
+"""The task scored by an LLM judge (1-10) instead of ``tasks.metrics.score``."""
+JUDGE = "eval-judge"
+"""Engine name of ``eval.judge_model`` in an evaluation job (players are ``label/player`` there)."""
+
+Scores = dict[str, dict[str, dict[str, float | None]]]
+"""``scores[label][player][split]``: the mean metric (``None`` when no example could be scored)."""
+
+
+@dataclass
+class EvalConfig:
+    """When, on what and how the players are evaluated (greedy decoding)."""
+
+    every: int = 1
+    """Evaluate after every ``every``-th iteration (and the last one); 0 turns evaluation off. The initial
+    models are evaluated in iteration 0's stage whenever evaluation is on."""
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    """Splits of the task to evaluate on; ``val`` is required (the reported model is chosen on it)."""
+    num_shards: int = 1
+    """Shards of each split: a unit is one model on one shard of one split."""
+    units_per_task: int = 1
+    """Units run by one array task, which loads its models once (1: one task per model and split shard;
+    the CPU demo packs all units into one task to pay the model loading once). Never changes results."""
+    max_examples: int | None = None
+    """Evaluate only the first ``max_examples`` examples of each split (file order); null: all of them."""
+    max_new_tokens: int = 512
+    """Greedy tokens per answer."""
+    chunk_size: int = 64
+    """Examples per saved chunk: a preempted task resumes after its last saved chunk."""
+    judge_model: ModelConfig | None = None
+    """The judge of ``task.name=alpaca`` (required there, unused by other tasks)."""
+    judge_method: str = "generate"
+    """Alpaca judge: ``generate`` (greedy decode, parse ``{"score": N}``) or ``logprob`` (expected score)."""
+    judge_max_new_tokens: int = 32
+    """Greedy tokens of a decoded Alpaca judgment."""
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"eval.every={self.every} must be >= 0 (0 turns evaluation off)")
+        bad = [s for s in self.splits if s not in ("val", "test")]
+        if bad:
+            raise ValueError(f"eval.splits has {bad}; allowed values: val, test")
+        if "val" not in self.splits or len(set(self.splits)) != len(self.splits):
+            raise ValueError(f"eval.splits={list(self.splits)} must list val (once), optionally test")
+        for key in ("num_shards", "units_per_task", "max_new_tokens", "chunk_size", "judge_max_new_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"eval.{key}={getattr(self, key)} must be >= 1")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"eval.max_examples={self.max_examples} must be >= 1 or null (all examples)")
+        if self.judge_method not in ("generate", "logprob"):
+            raise ValueError(
+                f"eval.judge_method={self.judge_method!r} is not valid; allowed values: generate, logprob"
+            )
+
+
+def due(every: int, t: int, iterations: int) -> bool:
+    """Whether iteration t is followed by an evaluation."""
+    return every > 0 and ((t + 1) % every == 0 or t == iterations - 1)
+
+
+def label_after(t: int) -> str:
+    """Label of the models after iteration t."""
+    return f"iter_{t}"
+
+
+def label_order(label: str) -> int:
+    """Chronological sort key of a label: ``initial`` first, then by iteration."""
+    return -1 if label == INITIAL else int(label.removeprefix("iter_"))
+
+
+def labels(t: int, every: int, iterations: int) -> list[str]:
+    """The model labels iteration t's evaluate stage evaluates (empty: the stage does nothing)."""
+    out = [INITIAL] if t == 0 and every > 0 else []
+    return out + ([label_after(t)] if due(every, t, iterations) else [])
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalUnit:
+    """One model (``label``, ``player``) on one shard of one split: one record file."""
+
+    label: str
+    player: str
+    split: str
+    shard: int
+
+
+def plan_units(t: int, players: Sequence[str], cfg: EvalConfig, iterations: int) -> list[EvalUnit]:
+    """Every unit of iteration t's stage, ordered by label, player, split, shard."""
+    return [
+        EvalUnit(label=label, player=p, split=split, shard=s)
+        for label in labels(t, cfg.every, iterations)
+        for p in players
+        for split in cfg.splits
+        for s in range(cfg.num_shards)
+    ]
+
+
+def task_units(units: Sequence[EvalUnit], units_per_task: int) -> list[list[EvalUnit]]:
+    """Consecutive groups of ``units_per_task`` units: the units of each array task."""
+    return [list(units[i : i + units_per_task]) for i in range(0, len(units), units_per_task)]
+
+
+def split_examples(task: TaskConfig, ev: EvalConfig, seed: int, split: str) -> list[TaskExample]:
+    """The examples of one evaluation split, capped at ``eval.max_examples`` (file order)."""
+    if task.name == SYNTHETIC:
+        n = task.synthetic_eval_size
+        examples = synthetic_task(task.synthetic_size, n, n, seed=seed)[split]
+    else:
+        assert task.data_dir is not None  # checked by config.check_paths
+        examples = read_split(Path(task.data_dir) / task.name / f"{split}.jsonl")
+    return examples[: ev.max_examples]
+
+
+def metric_name(task: str) -> str:
+    return "judge score (1-10)" if task == ALPACA else "accuracy"
+
+
+# ---------------------------------------------------------------- scoring (called by jobs/evaluate.py)
+
+Scored = tuple[str | None, float | None, str | None]
+"""(extracted answer, score, judge output) of one evaluation answer."""
+
+
+def score_answers(
+    task: str,
+    ev: EvalConfig,
+    engine: Any,
+    requests: Sequence[Request],
+    completions: Sequence[Completion],
+    examples: dict[str, TaskExample],
+) -> list[Scored]:
+    """The task metric of every answer, or for Alpaca the judge's 1-10 score (``None``: failed judgment).
+
+    ``engine`` is a loaded Engine holding ``JUDGE`` for Alpaca; request ids are example ids."""
+    pairs = list(zip(requests, completions, strict=True))
+    if task != ALPACA:
+        return [
+            (
+                metrics.extract(task, c.text, examples[r.request_id]),
+                metrics.score(task, c.text, examples[r.request_id]),
+                None,
+            )
+            for r, c in pairs
+        ]
+    logprob = ev.judge_method == "logprob"
+    judge_requests = [
+        Request(
+            request_id=r.request_id,
+            model=JUDGE,
+            prompt=judging.judge_prompt(r.prompt, c.text),
+            seed=r.seed,
+            assistant_prefix=judging.SCORE_PREFIX if logprob else "",
+        )
+        for r, c in pairs
+    ]
+    if logprob:
+        return [(None, min(10.0, max(1.0, e.score)), "") for e in engine.expected_scores(judge_requests)]
+    sampling = Sampling(max_new_tokens=ev.judge_max_new_tokens, greedy=True)
+    return [
+        (None, judge_value(judging.parse_score(c.text)), c.text)
+        for c in engine.generate(judge_requests, sampling)
+    ]
+
+
+def judge_value(score: int | None) -> float | None:
+    """A parsed judge score as the Alpaca metric: 1-10; anything else (0, a failed parse) is ``None``."""
+    return metrics.judge_score(score) if score is not None and 1 <= score <= 10 else None
+
+
+# ---------------------------------------------------------------- records and their summary
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalRecord:
+    """One model's greedy answer to one example and its score (docs/formats.md, "Evaluation records")."""
+
+    id: str
+    player: str
+    iteration: str
+    split: str
+    output: str
+    num_tokens: int
+    extracted: str | None
+    score: float | None
+    judge_output: str | None
+
+    KEYS = (
+        "id",
+        "player",
+        "iteration",
+        "split",
+        "output",
+        "num_tokens",
+        "extracted",
+        "score",
+        "judge_output",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.KEYS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalRecord:
+        if set(d) != set(cls.KEYS):
+            raise ValueError(f"evaluation record: keys {sorted(d)}; expected {sorted(cls.KEYS)}")
+        score = d["score"]
+        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+            raise ValueError(f"evaluation record {d['id']!r}: score must be a number or null, got {score!r}")
+        return cls(**{**d, "score": None if score is None else float(score)})
+
+
+def summarize(records: Iterable[EvalRecord]) -> tuple[Scores, int]:
+    """Mean score per label, player and split (unscored examples left out), and how many were unscored."""
+    sums: dict[tuple[str, str, str], list[float]] = {}
+    failed = 0
+    for r in records:
+        values = sums.setdefault((r.iteration, r.player, r.split), [])
+        if r.score is None:
+            failed += 1
+        else:
+            values.append(r.score)
+    scores: Scores = {}
+    for (label, player, split), values in sums.items():
+        mean = sum(values) / len(values) if values else None
+        scores.setdefault(label, {}).setdefault(player, {})[split] = mean
+    return scores, failed
+
+
+def best_on_val(scores: Scores, candidates: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
+    """The ``(label, player)`` with the highest val score; ties go to the earliest candidate. Candidates
+    without a val score are skipped; ``None`` when none has one."""
+    best: tuple[str, str] | None = None
+    best_val = float("-inf")
+    for label, player in candidates:
+        val = scores.get(label, {}).get(player, {}).get("val")
+        if val is not None and val > best_val:
+            best, best_val = (label, player), val
+    return best
+
+
+def stage_info(scores: Scores, players: Sequence[str], failed: int) -> dict[str, Any]:
+    """The evaluate stage's summary for the state: scores and each label's best player on val."""
+    best = {}
+    for label in sorted(scores, key=label_order):
+        chosen = best_on_val(scores, [(label, p) for p in players])
+        best[label] = chosen[1] if chosen else None
+    return {"unscored": failed, "best_on_val": best, "scores": scores}

@@ -1,0 +1,423 @@
+"""The tournament on the real Slurm test cluster (slurm/testcluster.sh), no mocks: results equal to a local
+run, a real preemption of a generation task and of DPO jobs mid-training, scancel of one array task, a DPO
+time limit, a SIGKILLed launcher, a job that raises, --detach and cancel. Every run directory is in tmp_path.
+
+Tiny configs keep the file at a few minutes on 2 cores: each Slurm job spends ~3-5 s importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.slurm_cluster import SlurmCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = [
+    "run.iterations=1",
+    "plan.num_prompts=8",
+    "generate.max_new_tokens=8",
+    "train.max_length=64",
+    "generate.num_shards=2",
+    "judge.num_shards=2",
+    "generate.chunk_size=4",
+    "judge.chunk_size=8",
+    "cluster.poll_interval_s=1",
+]
+"""One iteration with evaluation; generate and judge are 2-task arrays, train a 4-task array."""
+SLOW = [
+    "run.iterations=1",
+    "plan.num_prompts=16",
+    "generate.max_new_tokens=128",
+    "generate.chunk_size=2",
+    "train.max_length=64",
+    "train.epochs=6",
+    "train.save_steps=4",
+    "eval.every=0",
+    "cluster.poll_interval_s=1",
+]
+"""Slow enough to preempt: generation in 16 chunks (~5 s), 96 DPO steps per player, a checkpoint every 4."""
+RESULT_GLOBS = (
+    "iter_*/plan/matches.jsonl",
+    "iter_*/*/shard_*.jsonl",
+    "iter_*/rate/*.json*",
+    "iter_*/train/*/adapter/*.safetensors",
+    "iter_*/evaluate/*/*/*.jsonl",
+)
+STAGES_WITH_JOBS = ("plan", "generate", "judge", "train", "evaluate")
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def launch(run_dir: Path, overrides: list[str], *extra: str, backend: str = "slurm", path: str = "") -> Any:
+    cmd = [sys.executable, str(ROOT / "launch.py"), "--cluster", backend, "--cluster-preset", "local-slurm"]
+    cmd += ["--run-dir", str(run_dir), *extra, *overrides]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if path:
+        env["PATH"] = f"{path}{os.pathsep}{env['PATH']}"
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finish(proc: Any, code: int = 0) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == code, out[-4000:]
+    return out
+
+
+def run_to_end(run_dir: Path, overrides: list[str], **kwargs: Any) -> str:
+    return finish(launch(run_dir, overrides, **kwargs))
+
+
+def results(run_dir: Path) -> dict[str, bytes]:
+    """Every record, rating file, adapter file and evaluation record (no temporary files)."""
+    files = {p for g in RESULT_GLOBS for p in run_dir.glob(g) if p.is_file() and not p.name.startswith(".")}
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(files)}
+
+
+def state(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "state.json").read_text())
+
+
+def events(run_dir: Path, kind: str, stage: str | None = None) -> list[dict[str, Any]]:
+    path = run_dir / "events.jsonl"
+    found = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [e for e in found if e["kind"] == kind and stage in (None, e.get("stage"))]
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout_s: float, what: str, proc: Any = None, fail: bool = True
+) -> bool:
+    """Poll ``condition()`` every 0.1 s; False (or a failure) after ``timeout_s``; fails if ``proc`` ended."""
+    start = time.monotonic()
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the launcher ended while waiting for {what}:\n{proc.stdout.read()[-3000:]}")
+        if time.monotonic() - start > timeout_s:
+            if fail:
+                pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def submissions(run_dir: Path, since: str) -> dict[str, list[str]]:
+    """``{stage folder: [job ids]}`` of every job sacct says was submitted from this run directory."""
+    cmd = ["sacct", "-X", "-n", "-P", "-S", since, "-o", "JobID,SubmitLine"]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    found: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        job_id, _, submit = line.partition("|")
+        if str(run_dir) in submit:
+            folder = Path(submit.split()[-1]).parent.name
+            found.setdefault(folder, []).append(job_id)
+    return found
+
+
+def sacct_states(job_id: str) -> list[str]:
+    """Every state sacct recorded for one job or task, requeued runs included, once the last run has ended
+    (a job writes its result before its process exits, so sacct may still say RUNNING for a moment)."""
+    cmd = ["sacct", "-X", "-D", "-n", "-P", "-o", "State", "-j", job_id]
+
+    def states() -> list[str]:
+        out = subprocess.run(cmd, capture_output=True, text=True).stdout
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+    wait_until(lambda: states()[-1:] not in ([], ["RUNNING"], ["COMPLETING"]), 30, f"the end of job {job_id}")
+    return states()
+
+
+def preempt(cluster: SlurmCluster) -> str:
+    """Submit a job to the high partition that needs every CPU of the node: Slurm preempts the debug jobs."""
+    cmd = ["sbatch", "--parsable", "-p", "high", "-c", str(cluster.cpus), "--mem=512M", "-J", "preempter"]
+    cmd += ["-o", "/dev/null", "--wrap", "sleep 2"]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def cluster(slurm_cluster: SlurmCluster) -> SlurmCluster:
+    if not {"debug", "high"} <= set(slurm_cluster.partitions):
+        pytest.skip("needs the test cluster's partitions debug and high (slurm/testcluster.sh)")
+    return slurm_cluster
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The FAST tournament run locally (in one process) with the same config and threads."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    run_to_end(run_dir, FAST, backend="inline")
+    return run_dir
+
+
+def copy_run(reference: Path, to: Path, *stages: str) -> Path:
+    """A copy of the reference run as if stopped before ``stages`` of iteration 0: their folders deleted and
+    the state not recording them (nor the iteration as committed)."""
+    shutil.copytree(reference, to)
+    doc = state(to)
+    for stage in stages:
+        shutil.rmtree(to / "iter_000" / stage)
+        doc["stages"]["0"].pop(stage)
+    doc["iteration"], doc["done"] = 0, False
+    (to / "state.json").write_text(json.dumps(doc))
+    return to
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def test_slurm_run_equals_local_run_with_one_query_per_poll(
+    cluster: SlurmCluster, reference: Path, tmp_path: Path
+) -> None:
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    calls = tmp_path / "sacct_calls"
+    real = shutil.which("sacct")
+    for name, target in (("sacct", real), ("squeue", shutil.which("squeue"))):
+        (shim / name).write_text(
+            f'#!/bin/sh\necho "$(date +%s.%N) {name} $*" >> {calls}\nexec {target} "$@"\n'
+        )
+        (shim / name).chmod(0o755)
+    run_dir = tmp_path / "run"
+    start = time.monotonic()
+    out = run_to_end(run_dir, FAST, path=str(shim))
+    seconds = time.monotonic() - start
+
+    assert results(run_dir) == results(reference)
+    assert state(run_dir)["ratings"] == state(reference)["ratings"]
+    assert [e["stage"] for e in events(run_dir, "submitted")] == list(STAGES_WITH_JOBS), out[-3000:]
+    queries = calls.read_text().splitlines()
+    per_minute = len(queries) / seconds * 60
+    print(
+        f"\nlauncher: {len(queries)} scheduler queries in {seconds:.1f} s = {per_minute:.1f}/min (poll 1 s)"
+    )
+    assert all(q.split()[1] == "sacct" for q in queries), "the launcher only ever calls sacct"
+    assert all("_" not in q.split()[-1] for q in queries), "a query names arrays, never their tasks"
+    assert len(queries) <= seconds / 1.0 + len(STAGES_WITH_JOBS)
+
+
+def test_killed_launcher_reattaches_without_duplicate_submissions(
+    cluster: SlurmCluster, reference: Path, tmp_path: Path
+) -> None:
+    run_dir, since = tmp_path / "run", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
+    proc = launch(run_dir, FAST)
+    work = run_dir / "iter_000" / "train"
+    wait_until(lambda: any(work.glob("*/work")), 240, "a DPO job to run", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    out = run_to_end(run_dir, FAST)
+
+    assert "reattached to" in out
+    assert results(run_dir) == results(reference)
+    submitted = submissions(run_dir, since)
+    arrays = {stage: {j.split("_")[0] for j in ids} for stage, ids in submitted.items()}
+    assert {stage: len(ids) for stage, ids in arrays.items()} == dict.fromkeys(STAGES_WITH_JOBS, 1), submitted
+    assert {stage: len(ids) for stage, ids in submitted.items()} == {
+        "plan": 1,
+        "generate": 2,
+        "judge": 2,
+        "train": 4,
+        "evaluate": 1,
+    }
+
+
+def test_preempted_generation_and_dpo_resume_from_saved_progress(
+    cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    local = tmp_path / "local"
+    run_to_end(local, SLOW, backend="inline")
+    run_dir = tmp_path / "run"
+    proc = launch(run_dir, SLOW)
+    parts = run_dir / "iter_000" / "generate" / "shard_00000.parts"
+    wait_until(lambda: len(list(parts.glob("chunk_*.jsonl"))) >= 2, 240, "generation to save 2 chunks", proc)
+    preempt(cluster)
+    wait_until(lambda: events(run_dir, "preempted", "generate"), 60, "the generation job's requeue", proc)
+    train = run_dir / "iter_000" / "train"
+
+    def training_half_done() -> bool:  # a player with a checkpoint in its first half, still training
+        saved = train.glob("*/work/checkpoint-*/trainer_state.json")
+        return any(
+            int(p.parent.name.split("-")[1]) <= 48 and not (p.parents[2] / "stats.json").exists()
+            for p in saved
+        )
+
+    for _ in range(4):  # a DPO job may end between the look and the preemption: try the next one
+        wait_until(lambda: training_half_done() or proc.poll() is not None, 240, "a DPO checkpoint", proc)
+        preempt(cluster)
+        if wait_until(lambda: events(run_dir, "preempted", "train"), 20, "", None, fail=False):
+            break
+    finish(proc)
+
+    assert results(run_dir) == results(local), "a preempted run must end identical to an uninterrupted one"
+    generate_job = events(run_dir, "preempted", "generate")[0]["job_id"]
+    log = (run_dir / "jobs" / "iter_000" / "generate" / f"{generate_job}_0_log.out").read_text()
+    resumed = [line for line in log.splitlines() if "resuming after" in line]
+    assert resumed and int(resumed[0].split("resuming after ")[1].split("/")[0]) >= 2, log[-2000:]
+    preempted = {e["job_id"] for e in events(run_dir, "preempted", "train")}
+    assert preempted, "no DPO job was preempted"
+    stats = [json.loads(p.read_text()) for p in train.glob("*/stats.json")]
+    assert any((s["resumed_from"] or "").startswith("checkpoint-") for s in stats), stats
+    for job_id in {generate_job} | preempted:
+        states = sacct_states(job_id)
+        assert {"PREEMPTED", "REQUEUED"} & set(states) and states[-1] == "COMPLETED", states
+
+
+def _runner(run_dir: Path, overrides: list[str], log: list[str]) -> Any:
+    """The launcher's stage runner for a copied run, on Slurm."""
+    from sparta_hpc.config import load_config
+    from sparta_hpc.run.scheduler import Runner
+    from sparta_hpc.store.rundir import RunDir
+    from sparta_hpc.store.state import load_state
+
+    run = RunDir(run_dir)
+    cfg = load_config(run.config_file, ["cluster.backend=slurm", *overrides], preset="local-slurm")
+    loaded = load_state(run)
+    assert loaded is not None
+    return Runner(cfg, run, loaded, log.append)
+
+
+def test_scancel_of_one_array_task_resubmits_just_that_shard(
+    cluster: SlurmCluster, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sparta_hpc.cluster.sacct import Sacct
+    from sparta_hpc.run import iteration
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run_dir = copy_run(reference, tmp_path / "run", "generate")
+    log: list[str] = []
+    # a setup line holds each task RUNNING for 4 s before its Python starts: scancel then finds it mid-job
+    ex = _runner(run_dir, ["cluster.poll_interval_s=1", "cluster.generate.setup=[sleep 4]"], log)
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: outcome.update(r=iteration.generate(0, ex.cfg, ex.run_dir, ex)))
+    thread.start()
+    book = ex.state.stage_jobs(0, "generate")
+    wait_until(lambda: "1" in book, 60, "the generate array to be submitted")
+    first = book["1"]["job_id"]
+    sacct = Sacct()
+    wait_until(lambda: (sacct.query([first]) or {}).get(first, None) is not None, 60, f"{first} to be listed")
+    wait_until(lambda: sacct.query([first])[first].state == "RUNNING", 60, f"{first} to run")  # type: ignore[index]
+    subprocess.run(["scancel", first], check=True)
+    thread.join(timeout=180)
+
+    assert not thread.is_alive() and "r" in outcome, log
+    assert sacct_states(first) == ["CANCELLED"]
+    retried = events(run_dir, "retried", "generate")
+    assert [(e["unit"], e["previous"], e["attempt"]) for e in retried] == [("1", first, 2)], log
+    assert [e["num_tasks"] for e in events(run_dir, "submitted", "generate")] == [2, 1]
+    assert book["0"]["attempts"] == 1 and book["1"]["attempts"] == 2
+    assert results(run_dir) == results(reference)
+
+
+def test_time_limit_requeues_dpo_from_its_checkpoint(
+    cluster: SlurmCluster, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omegaconf import OmegaConf
+
+    from sparta_hpc import jobs
+    from sparta_hpc.run.scheduler import StageJobs
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run_dir = copy_run(reference, tmp_path / "run", "train", "evaluate")
+    config = OmegaConf.load(run_dir / "config.yaml")
+    config.train.epochs, config.train.save_steps = 300, 100  # 2400 steps, > 45 s: past the first signal
+    OmegaConf.save(config, run_dir / "config.yaml")
+    # With a 1-minute limit and signal_delay_s=15, USR2 comes 15-45 s after a start (slurmctld checks time
+    # limits every 30 s); timeout_min < 10 makes submitit count each as a time limit: max_num_timeout=10.
+    limits = ["cluster.train.timeout_min=1", "cluster.signal_delay_s=15", "cluster.max_num_timeout=10"]
+    log: list[str] = []
+    ex = _runner(run_dir, limits, log)
+    unit = {"tiny-a": (str(run_dir), 0, "tiny-a")}
+    done = lambda p: (run_dir / "iter_000" / "train" / p / "stats.json").exists()  # noqa: E731
+    ex.run(StageJobs(0, "train", jobs.train_player, unit, is_done=done))
+
+    stats = json.loads((run_dir / "iter_000" / "train" / "tiny-a" / "stats.json").read_text())
+    assert stats["steps"] == 2400 and (stats["resumed_from"] or "").startswith("checkpoint-"), stats
+    record = ex.state.stage_jobs(0, "train")["tiny-a"]
+    assert record["attempts"] == 1, "requeued by Slurm and submitit, never resubmitted by the launcher"
+    states = sacct_states(record["job_id"])
+    assert "REQUEUED" in states, states
+    # The last run can end with its work done just as the next time-limit signal arrives: Slurm then records
+    # FAILED (srun: task killed by USR2) although submitit wrote a success result and logged completion.
+    last_log = (run_dir / f"jobs/iter_000/train/{record['job_id']}_0_log.out").read_text()
+    finished = last_log.rstrip().endswith("Exiting after successful completion")
+    assert states[-1] == "COMPLETED" or (states[-1] == "FAILED" and finished), (states, last_log[-500:])
+    assert events(run_dir, "preempted", "train"), log
+
+
+def test_raising_job_stops_the_launcher_then_a_rerun_continues(
+    cluster: SlurmCluster, reference: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(reference, tmp_path / "run", "train", "evaluate")
+    corrupt = run_dir / "iter_000" / "train" / "tiny-c" / "work" / "checkpoint-999"
+    corrupt.mkdir(parents=True)  # the cause: a corrupt trainer checkpoint that tiny-c's job resumes from
+    (corrupt / "trainer_state.json").write_text("{}")
+    (corrupt / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    out = finish(launch(run_dir, FAST), code=1)
+
+    failed = events(run_dir, "failed", "train")
+    assert len(failed) == 1 and failed[0]["unit"] == "tiny-c", out[-3000:]
+    log = Path(failed[0]["log"])
+    assert f"error: train job {failed[0]['job_id']} failed: " in out and f"log: {log}" in out
+    assert log.is_file() and "Traceback" in log.read_text()
+    finished_before = {p.parent.name for p in run_dir.glob("iter_000/train/*/stats.json")}
+
+    shutil.rmtree(corrupt)  # fix the cause, run again
+    out = run_to_end(run_dir, FAST)
+    second = events(run_dir, "submitted", "train")[1:]
+    assert [e["units"] for e in second] == [["tiny-c"]], out[-3000:]
+    assert {p.parent.name for p in run_dir.glob("iter_000/train/*/stats.json")} >= finished_before
+    assert results(run_dir) == results(reference)
+
+
+def test_detached_launcher_is_a_job_and_cancel_stops_everything(
+    cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    out = finish(launch(run_dir, FAST, "--detach"))
+    launcher = json.loads((run_dir / "launcher_job.json").read_text())["job_id"]
+    assert f"launcher submitted as Slurm job {launcher}" in out
+    wait_until(lambda: (run_dir / "state.json").exists() and state(run_dir)["jobs"], 120, "a stage's jobs")
+    assert state(run_dir)["launcher_job"] == launcher
+    assert "driven by" in finish(launch(run_dir, FAST, "--detach"), code=1)
+
+    cmd = [sys.executable, "-m", "sparta_hpc.cli", "cancel", str(run_dir)]
+    cancel = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert cancel.returncode == 0, cancel.stderr
+    assert launcher in cancel.stdout
+    recorded = [launcher] + [
+        r["job_id"] for s in state(run_dir)["jobs"].values() for u in s.values() for r in u.values()
+    ]
+    assert all(sacct_states(j)[-1] in ("CANCELLED", "COMPLETED") for j in recorded)
+
+
+def test_multi_rank_dpo_runs_one_slurm_task_per_rank(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """train.num_ranks=2, ZeRO-2: each player's DPO job is a 2-task Slurm job; the ranks split the pairs."""
+    from safetensors.torch import load_file
+
+    run_dir = tmp_path / "run"
+    overrides = ["run.iterations=1", "plan.num_prompts=4", "generate.max_new_tokens=8", "train.max_length=64"]
+    overrides += ["eval.every=0", "cluster.poll_interval_s=1", "train.num_ranks=2", "train.deepspeed=zero2"]
+    finish(launch(run_dir, [*overrides, "cluster.train.tasks_per_node=2"]))
+    for player in ("tiny-a", "tiny-b", "tiny-c", "tiny-d"):
+        stats = json.loads((run_dir / f"iter_000/train/{player}/stats.json").read_text())
+        assert (stats["num_ranks"], stats["num_pairs"], stats["steps"]) == (2, 4, 2)
+        before = load_file(str(run_dir / f"models/initial/{player}/adapter_model.safetensors"))
+        after = load_file(str(run_dir / f"iter_000/train/{player}/adapter/adapter_model.safetensors"))
+        assert any(not before[k].equal(after[k]) for k in before), f"{player}: adapter unchanged"
+    logs = sorted((run_dir / "jobs/iter_000/train").glob("*_log.out"))
+    assert len(logs) == 8, [p.name for p in logs]  # 4 players x 2 ranks, one log per task
