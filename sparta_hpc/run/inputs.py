@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparta_hpc.jobs.generate import read_generations
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.files import parse_records, read_json
+from sparta_hpc.jobs.generate import read_generations
 from sparta_hpc.method.types import JudgedMatch, Judgment, Match, PlayerRating, RatingTable
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.tasks import evaluation
