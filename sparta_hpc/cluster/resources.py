@@ -195,7 +195,8 @@ def check_resource_keys(layers: list[tuple[str, Any]]) -> None:
     valid = [f.name for f in fields(StageResources)]
     bad = []
     for origin, node in layers:
-        cluster = OmegaConf.to_container(node).get("cluster") if OmegaConf.is_dict(node) else None
+        container = OmegaConf.to_container(node) if OmegaConf.is_dict(node) else None
+        cluster = container.get("cluster") if isinstance(container, dict) else None
         for stage in RESOURCE_STAGES:
             section = cluster.get(stage) if isinstance(cluster, dict) else None
             if isinstance(section, dict):

@@ -30,7 +30,7 @@ def valid_keys(cls: type = SpartaConfig, prefix: str = "") -> list[str]:
     """Every dotted key of the schema (``models`` is one key: a list)."""
     keys: list[str] = []
     for f in fields(cls):
-        sub = f.default_factory() if callable(f.default_factory) else None  # type: ignore[misc]
+        sub = f.default_factory() if callable(f.default_factory) else None
         if sub is not None and is_dataclass(sub):
             keys += valid_keys(type(sub), f"{prefix}{f.name}.")
         else:

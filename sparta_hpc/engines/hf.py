@@ -251,18 +251,18 @@ def _load_base(base: str, players: list[ModelSpec], dtype: str, trust_remote_cod
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         base, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=trust_remote_code
     )
     adapters = {p.name: f"player_{i}" for i, p in enumerate(players) if p.adapter is not None}
     if adapters:
         from peft import PeftModel
 
-        with_adapter = [p for p in players if p.adapter is not None]
-        first = with_adapter[0]
-        model = PeftModel.from_pretrained(model, first.adapter, adapter_name=adapters[first.name])
-        for player in with_adapter[1:]:
-            model.load_adapter(player.adapter, adapter_name=adapters[player.name])
+        with_adapter = [(p.name, p.adapter) for p in players if p.adapter is not None]
+        first, first_adapter = with_adapter[0]
+        model = PeftModel.from_pretrained(model, first_adapter, adapter_name=adapters[first])
+        for name, adapter in with_adapter[1:]:
+            model.load_adapter(adapter, adapter_name=adapters[name])
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     eos_ids = eos_token_ids(base, tokenizer, model.generation_config.eos_token_id)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]

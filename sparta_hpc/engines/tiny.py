@@ -129,7 +129,7 @@ def _write_base(tmp: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.update(pad_token_id=tokenizer.pad_token_id, **ids)
-    model.save_pretrained(tmp)
+    model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(tmp)
 
 
@@ -181,7 +181,7 @@ def _write_adapter(
         for name, param in sorted(model.named_parameters()):
             if "lora_A" in name or "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * LORA_INIT_STD)
-    model.save_pretrained(tmp)
+    model.save_pretrained(str(tmp))
     (tmp / "README.md").unlink(missing_ok=True)
 
 

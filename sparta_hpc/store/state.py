@@ -165,12 +165,12 @@ class LauncherLock:
             ) from None
         f.seek(0)
         f.truncate()
-        holder = {
+        record = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        f.write(json.dumps(holder) + "\n")
+        f.write(json.dumps(record) + "\n")
         f.flush()
         self._file = f
 

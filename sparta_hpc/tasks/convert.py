@@ -271,14 +271,14 @@ def hub_records(task: str, spec: str = "") -> Iterator[SourceRecord]:
         name, configs = HUB_DATASETS[task]
     else:
         raise ValueError(f"no default hub dataset for {task!r}; pass --source hf:<dataset>[:<config>]")
-    for config in configs:
+    for subset in configs:
         try:
-            parts = datasets.load_dataset(name, config)
+            parts = datasets.load_dataset(name, subset)
         except datasets.exceptions.DatasetsError as e:  # the OSError / ValueError kinds pass through
             raise TaskDataError(f"hf:{name}: {e}") from None
         for hub_split, rows in parts.items():
-            where = f"hf:{name}{'/' + config if config else ''}:{hub_split}"
-            prefix = f"{config}-" if len(configs) > 1 else ""
+            where = f"hf:{name}{'/' + subset if subset else ''}:{hub_split}"
+            prefix = f"{subset}-" if len(configs) > 1 else ""
             for i, row in enumerate(rows):
                 yield SourceRecord(
                     where=where, line=i + 1, split=split_name(hub_split), key=f"{prefix}{i}", value=row

@@ -64,7 +64,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.task == SYNTHETIC:
         try:
-            splits = synthetic_task(*args.synthetic_sizes, seed=args.seed)
+            num_train, num_val, num_test = args.synthetic_sizes
+            splits = synthetic_task(num_train, num_val, num_test, seed=args.seed)
         except ValueError as e:
             print(f"error: --synthetic-sizes: {e}", file=sys.stderr)
             return 2

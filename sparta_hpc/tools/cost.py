@@ -119,9 +119,8 @@ def _stage(
 def _layout(cfg: SpartaConfig, stage: str, logical: int) -> tuple[int, int]:
     """GPUs and nodes of one task: what ``cluster.<stage>`` asks Slurm for, else the logical count."""
     resources = getattr(cfg.cluster, stage, None)
-    requested = resources.nodes * resources.gpus_per_node if resources is not None else 0
-    if requested:
-        return requested, resources.nodes
+    if resources is not None and resources.nodes * resources.gpus_per_node:
+        return resources.nodes * resources.gpus_per_node, resources.nodes
     return logical, math.ceil(logical / cfg.cluster.gpus_per_node)
 
 
@@ -147,11 +146,12 @@ def _evaluate_tokens(cfg: SpartaConfig, t: int, chat_prompt: int) -> tuple[int, 
     units = evaluation.plan_units(t, [m.name for m in cfg.models], cfg.eval, cfg.run.iterations)
     if not units:
         return 0, 0, 0, "no evaluation after this iteration"
-    examples = {split: _num_examples(cfg, split) for split in cfg.eval.splits}
-    if any(count is None for count in examples.values()):
+    counted = {split: _num_examples(cfg, split) for split in cfg.eval.splits}
+    examples = {split: n for split, n in counted.items() if n is not None}
+    if len(examples) < len(counted):
         return 0, 0, 0, "not counted: example counts unknown (prepare the data or set eval.max_examples)"
     tasks = len(evaluation.task_units(units, cfg.eval.units_per_task))
-    answers = sum(examples[u.split] / cfg.eval.num_shards for u in units)  # type: ignore[operator]
+    answers = sum(examples[u.split] / cfg.eval.num_shards for u in units)
     return tasks, round(answers * chat_prompt), round(answers * cfg.eval.max_new_tokens), ""
 
 

@@ -245,7 +245,7 @@ def _build_trainer(
     tokenizer = AutoTokenizer.from_pretrained(base)
     tokenizer.padding_side = "left"
     dtype = torch.bfloat16 if bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True)
+    model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True)
     peft_config = None
     if adapter_in is None:
         peft_config = LoraConfig(
@@ -260,9 +260,10 @@ def _build_trainer(
     )
     # TRL copies an already-trained adapter into a frozen "ref" adapter; without it the reference log-probs
     # are computed with adapters disabled, i.e. by the base (trl/trainer/dpo_trainer.py, DPOTrainer.__init__).
-    if train.reference == "base" and "ref" in trainer.model.peft_config:
-        trainer.model.delete_adapter("ref")
-        trainer.model.set_adapter("default")
+    policy: Any = trainer.model
+    if train.reference == "base" and "ref" in policy.peft_config:
+        policy.delete_adapter("ref")
+        policy.set_adapter("default")
     return trainer
 
 
@@ -323,7 +324,7 @@ def _load_policy_adapter(model: Any, checkpoint: Path) -> None:
     from safetensors.torch import load_file
 
     weights = load_file(checkpoint / "adapter_model.safetensors")
-    result = set_peft_model_state_dict(model, weights, adapter_name="default")
+    result: Any = set_peft_model_state_dict(model, weights, adapter_name="default")
     if getattr(result, "unexpected_keys", None):
         raise RuntimeError(f"{checkpoint} does not match the policy adapter: {result.unexpected_keys[:3]}")
 
