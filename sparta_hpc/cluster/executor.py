@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,13 +36,70 @@ class Resumable(submitit.helpers.Checkpointable):
     The progress lives on disk already, so the inherited ``checkpoint`` (resubmit the same call) is all a
     requeue needs. Nothing is saved inside the signal handler: a DPO step interrupted half-way would not
     resume bit-identically, so a preempted DPO job loses at most ``train.save_steps`` steps.
+
+    ``launcher`` (local jobs only): the launcher process's identity; the job ends itself when that process
+    is gone, so a killed launcher leaves no local job writing into the run directory behind it.
     """
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], launcher: ProcessIdentity | None = None) -> None:
         self.fn = fn
+        self.launcher = launcher
 
     def __call__(self, *args: Any) -> Any:
+        launcher = getattr(self, "launcher", None)  # absent from jobs pickled by older versions
+        if launcher is not None:
+            _end_with(launcher)
         return self.fn(*args)
+
+
+ProcessIdentity = tuple[int, str | None]
+"""``(pid, start time)``: the start time (from /proc) tells a reused pid from the process it names."""
+LAUNCHER_GONE_EXIT = 75
+"""Exit status of a local job that ended itself because its launcher is gone."""
+
+
+def process_identity(pid: int) -> ProcessIdentity:
+    """The identity of a live process (start time ``None`` where /proc is unavailable)."""
+    return pid, _proc_stat(pid)[1]
+
+
+def _proc_stat(pid: int) -> tuple[str | None, str | None]:
+    """``(state, start time)`` of a process from /proc/PID/stat; ``(None, None)`` when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None, None
+    return fields[0], fields[19]  # fields 3 (state) and 22 (starttime) of proc(5)
+
+
+def process_alive(identity: ProcessIdentity) -> bool:
+    """Whether the process still runs: not gone, not a zombie, and its pid not reused by another."""
+    pid, start = identity
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    state, now = _proc_stat(pid)
+    return state != "Z" and (start is None or now == start)
+
+
+def _end_with(launcher: ProcessIdentity) -> None:
+    """Start a daemon thread that ends this process as soon as the launcher process is gone."""
+
+    def watch() -> None:
+        while process_alive(launcher):
+            time.sleep(LOCAL_WAIT_S)
+        print(
+            f"sparta-hpc: launcher process {launcher[0]} is gone; this local job ends (the next launcher "
+            "runs its unit again)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(LAUNCHER_GONE_EXIT)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 # ---------------------------------------------------------------- Slurm
@@ -152,12 +211,14 @@ def run_local(
 ) -> list[Any]:
     """Run ``fn(*args)`` for every args tuple as local submitit subprocesses and wait; results in order.
 
-    ``on_wait`` is called about twice a second while jobs run (the progress line).
+    ``on_wait`` is called about twice a second while jobs run (the progress line). The jobs end themselves
+    when this process dies (``Resumable.launcher``).
     """
     res = cluster.resources(stage)
     executor = submitit.AutoExecutor(folder=folder, cluster="local")
     executor.update_parameters(name=stage, timeout_min=res.timeout_min, cpus_per_task=res.cpus_per_task)
-    jobs = executor.map_array(Resumable(fn), *zip(*args_list, strict=True))
+    local_fn = Resumable(fn, launcher=process_identity(os.getpid()))
+    jobs = executor.map_array(local_fn, *zip(*args_list, strict=True))
     while not all(job.done() for job in jobs):
         if on_wait is not None:
             on_wait()

@@ -1,0 +1,80 @@
+"""Local jobs die with their launcher: a SIGKILLed launcher leaves no job writing into the run directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sparta_hpc.cluster.executor import process_alive, process_identity
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER = """
+import sys, time
+from pathlib import Path
+from sparta_hpc.cluster.executor import run_local
+from sparta_hpc.cluster.resources import ClusterConfig
+run_local(ClusterConfig(), "generate", Path(sys.argv[1]), time.sleep, [(120,), (120,)])
+"""
+
+
+def job_pids(folder: Path) -> list[int]:
+    """Processes whose command line names the submitit folder (controllers and their tasks)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in cmdline and "submitit" in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if process_alive(process_identity(p))]
+
+
+def wait_for(condition: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_local_jobs_end_when_their_launcher_is_killed(tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(folder)], cwd=ROOT)
+    try:
+        wait_for(lambda: len(job_pids(folder)) >= 4, 60, "2 controllers and 2 tasks to start")
+        time.sleep(2)  # the tasks are inside time.sleep(120), their watch threads running
+        jobs = job_pids(folder)
+        assert len(alive(jobs)) >= 4
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        wait_for(lambda: not alive(jobs), 15, f"the jobs {jobs} to end after their launcher died")
+    finally:
+        launcher.kill()
+        for pid in alive(job_pids(folder)):
+            os.kill(pid, signal.SIGKILL)
+    logs = sorted(folder.glob("*_log.err"))
+    assert logs and all("launcher process" in log.read_text() for log in logs)
+
+
+def test_a_zombie_or_reused_pid_is_not_alive() -> None:
+    me = process_identity(os.getpid())
+    assert process_alive(me)
+    assert not process_alive((os.getpid(), "0"))  # same pid, another start time: a reused pid
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = process_identity(child.pid)
+    wait_for(lambda: not process_alive(identity), 10, "the exited child to count as gone while a zombie")
+    child.wait()
+    assert not process_alive(identity)
