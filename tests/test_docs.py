@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sparta_hpc.config import load_config, to_yaml
-from sparta_hpc.store.rundir import RunDir
+from sparta_hpc.store.rundir import STAGES, RunDir
 from sparta_hpc.tools import docgen
 
 
@@ -78,35 +78,83 @@ def test_an_undocumented_key_is_caught(tmp_path: Path) -> None:
     assert keys["section.added"].default == "2"
 
 
-SAMPLE_ARGS = {"t": 0, "stage": "judge", "shard": 1, "player": "PLAYER", "label": "initial", "split": "val"}
-SAMPLE_ARGS["name"] = "NAME"
+RUN_DIRECTORY_MD = docgen.ROOT / "docs" / "run-directory.md"
+SAMPLE_ARGS = {"t": 0, "shard": 1, "player": "<player>", "label": "<label>", "name": "<name>", "split": "val"}
+"""Arguments of ``RunDir``'s methods: the doc's placeholders, or examples it draws (numbers count as N)."""
+TREE_LINE = re.compile(r"^((?:[│ ]   )*)[├└]── ([^\s,]+(?:, [^\s,]+)*)")
+"""A node of the drawn tree: indentation (4 characters a level), then its name(s) (``a.png, b.png``)."""
 
 
-def rundir_paths() -> dict[str, Path]:
-    """Every path ``RunDir`` names, built with sample arguments."""
-    run = RunDir("/run-root")
+def canonical(path: str) -> str:
+    """``iter_000/judge/shard_00001.jsonl`` -> ``iter_N/judge/shard_N.jsonl``."""
+    return re.sub(r"\d+", "N", path)
+
+
+def drawn_paths(text: str) -> set[str]:
+    """Every path of the tree drawn under ``RUN_DIR/``, relative, canonical; ``<stage>`` as each stage."""
+    tree = text.split("```\nRUN_DIR/\n", 1)[1].split("```", 1)[0]
+    parents: list[str] = []
+    paths = set()
+    for line in tree.splitlines():
+        node = TREE_LINE.match(line)
+        if node is None:  # a description's continuation line
+            continue
+        depth = len(node.group(1)) // 4
+        names = [n.rstrip("/") for n in node.group(2).split(", ")]
+        parents = parents[:depth]
+        paths |= {"/".join([*parents, n]) for n in names}
+        parents.append(names[0])
+    return {canonical(p.replace("<stage>", s)) for p in paths for s in STAGES}
+
+
+def rundir_paths(cls: type[RunDir] = RunDir) -> dict[str, list[str]]:
+    """``{attribute: [relative canonical path]}`` of every path ``cls`` builds; a method with a ``stage``
+    argument gives one path per stage (it is drawn if one of them is)."""
+    run = cls("/run-root")
+    members = {k: v for klass in reversed(cls.__mro__) for k, v in vars(klass).items()}
     paths = {}
-    for attr, value in vars(RunDir).items():
+    for attr, value in members.items():
         if attr.startswith("_") or attr == "relative":
             continue
         if isinstance(value, property):
-            paths[attr] = getattr(run, attr)
+            built = [getattr(run, attr)]
         elif callable(value):
             params = list(inspect.signature(value).parameters)[1:]
-            paths[attr] = getattr(run, attr)(*(SAMPLE_ARGS[p] for p in params))
+            stages = STAGES if "stage" in params else (None,)
+            args = [[s if p == "stage" else SAMPLE_ARGS[p] for p in params] for s in stages]
+            built = [getattr(run, attr)(*a) for a in args]
+        else:
+            continue
+        paths[attr] = [canonical(str(p.relative_to(run.root))) for p in built]
     return paths
 
 
+def undrawn(text: str, cls: type[RunDir] = RunDir) -> list[str]:
+    drawn = drawn_paths(text)
+    return [f"{attr}: {ps[0]}" for attr, ps in rundir_paths(cls).items() if not drawn.intersection(ps)]
+
+
 def test_run_directory_doc_draws_every_path() -> None:
-    text = (docgen.ROOT / "docs" / "run-directory.md").read_text(encoding="utf-8")
-    placeholders = {str(v) for v in SAMPLE_ARGS.values()}
-    missing = []
-    for attr, path in rundir_paths().items():
-        for part in path.relative_to("/run-root").parts:
-            pattern = re.sub(r"\d+", r"\\d+", re.escape(part))
-            if part not in placeholders and not re.search(pattern, text):
-                missing.append(f"{attr}: {part}")
-    assert not missing, f"docs/run-directory.md does not draw: {missing}"
+    text = RUN_DIRECTORY_MD.read_text(encoding="utf-8")
+    assert {"state_file", "tiny_base", "shard", "eval_records", "jobs"} <= set(rundir_paths())
+    assert not undrawn(text), f"draw these RunDir paths in {RUN_DIRECTORY_MD}: {undrawn(text)}"
+
+
+def test_run_directory_check_catches_an_undrawn_path() -> None:
+    class Extended(RunDir):
+        def rate_extra(self, t: int) -> Path:
+            return self.stage(t, "rate") / "extra.json"
+
+    text = RUN_DIRECTORY_MD.read_text(encoding="utf-8")
+    assert undrawn(text, Extended) == ["rate_extra: iter_N/rate/extra.json"]
+    work = next(line for line in text.splitlines() if "── work/" in line)
+    assert undrawn(text.replace(work, ""), RunDir) == ["train_work: iter_N/train/<player>/work"]
+    assert drawn_paths("```\nRUN_DIR/\n└── a/\n    ├── b.png, c.png   two files\n    └── d/e.json\n```") == {
+        "a",
+        "a/b.png",
+        "a/c.png",
+        "a/d/e.json",
+    }
 
 
 def test_relative_links_in_the_docs_resolve() -> None:

@@ -294,7 +294,8 @@ class _SlurmStage:
         """A job ended without a result: submit the unit again, unless it has used up its retries."""
         attempts = self.book[unit]["attempts"]
         if attempts > self.cluster.max_retries:
-            self._fail(unit, job_id, f"{why}; gave up after {attempts} attempt(s) (cluster.max_retries)")
+            error = f"{why}; gave up on unit {unit} after {attempts} attempt(s) (cluster.max_retries)"
+            self._fail(unit, job_id, error)
         self.retry[unit] = f"job {job_id} {why}"
 
     def _fail(self, unit: str, job_id: str, error: str) -> None:

@@ -2,6 +2,7 @@
 
 import math
 from dataclasses import replace
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,9 +26,9 @@ def judged_matches(draw: st.DrawFn, max_matches: int = 30) -> list[JudgedMatch]:
         out.append(
             JudgedMatch(
                 match_id=f"m{i}",
-                prompt="q",
+                prompt=f"q{i}",
                 players=(a, b),
-                responses=("ya", "yb"),
+                responses=(f"y{i}a", f"y{i}b"),
                 judgments={j: draw(judgment) for j in judges},
             )
         )
@@ -54,6 +55,7 @@ configs = st.builds(
     keep_deltas=st.booleans(),
     eps=st.floats(0.001, 1.0),
     window=st.integers(2, 12),
+    min_margin=st.sampled_from([0.0, 0.5]),
 )
 
 
@@ -67,8 +69,49 @@ def test_ratings_never_below_floor_and_sigma_never_below_its_floor(
         assert r.rating >= cfg.floor
         assert r.deviation >= cfg.sigma_floor
         assert len(r.deltas) <= max(cfg.window, len(start[p].deltas) if cfg.keep_deltas else 0)
-    for pair in result.pairs:
-        assert pair.margin > 0 and pair.score_chosen - pair.score_rejected == pair.margin
+
+
+def spec_pairs(judged: list[JudgedMatch], final: dict[str, float], cfg: RateConfig) -> list[tuple[Any, ...]]:
+    """Spec section 6 written out on its own, from the FINAL ratings and without competitor weights:
+    ``(match id, chosen model, rejected model, chosen, rejected, S_chosen, S_rejected)`` per kept match."""
+    out = []
+    for m in judged:
+        counted = []
+        for judge, scores in m.judgments.items():
+            if scores is None:  # crashed judge
+                continue
+            if None in scores:  # failed parse
+                if cfg.failed_judgment == "exclude":
+                    continue
+                scores = (5.0, 5.0)
+            counted.append((final[judge], scores))
+        total = math.fsum(r for r, _ in counted)
+        if total == 0:
+            continue
+        s = [math.fsum(r * sc[i] for r, sc in counted) / total for i in (0, 1)]
+        if s[0] == s[1] or abs(s[0] - s[1]) < cfg.min_margin:
+            continue
+        w = 0 if s[0] > s[1] else 1
+        out.append(
+            (m.match_id, m.players[w], m.players[1 - w], m.responses[w], m.responses[1 - w], s[w], s[1 - w])
+        )
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(judged_matches(), start_tables(), configs)
+def test_pairs_are_the_better_scored_response_under_the_final_ratings(
+    judged: list[JudgedMatch], start: dict[str, PlayerRating], cfg: RateConfig
+) -> None:
+    result = rate_iteration(judged, start, [], cfg, iteration=0)
+    expected = spec_pairs(judged, {p: r.rating for p, r in result.ratings.items()}, cfg)
+    got = result.pairs
+    keys = [(p.match_id, p.chosen_model, p.rejected_model, p.chosen, p.rejected) for p in got]
+    assert keys == [e[:5] for e in expected]
+    for pair, (*_, s_chosen, s_rejected) in zip(got, expected, strict=True):
+        assert math.isclose(pair.score_chosen, s_chosen, rel_tol=1e-12)
+        assert math.isclose(pair.score_rejected, s_rejected, rel_tol=1e-12)
+        assert math.isclose(pair.margin, s_chosen - s_rejected, rel_tol=1e-9, abs_tol=1e-12)
 
 
 @settings(max_examples=150, deadline=None)

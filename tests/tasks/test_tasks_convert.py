@@ -166,7 +166,8 @@ def test_converters_raise_record_error_directly() -> None:
 
 
 def test_hub_loader_reads_a_local_dataset_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a declared dependency (heavy, so imported here): missing, the test fails, never skips
+
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "gsm8k_hub"
     write_lines(folder / "train.jsonl", [{"question": f"q{n}", "answer": f"#### {n}"} for n in range(3)])
@@ -186,7 +187,8 @@ def test_hub_loader_reads_a_local_dataset_folder(tmp_path: Path, monkeypatch: py
 def test_hub_loader_reports_a_dataset_it_cannot_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
     write_lines(tmp_path / "broken" / "train.jsonl", ['{"question": "q", "answer": "#### 1"}', "{not json"])
     with pytest.raises(TaskDataError, match="hf:.*broken"):
@@ -194,7 +196,6 @@ def test_hub_loader_reports_a_dataset_it_cannot_build(
 
 
 def test_hub_loader_needs_a_dataset_name_for_tasks_without_a_default() -> None:
-    pytest.importorskip("datasets")
     with pytest.raises(ValueError, match="no default hub dataset for 'kcross'"):
         next(hub_records("kcross"))
 

@@ -1,0 +1,347 @@
+"""The Slurm wait loop (``run/scheduler.py``) as a state machine: a fake sbatch, a scripted sacct, result
+files written as submitit writes them, and a virtual clock: each case runs in milliseconds, deterministically.
+
+Times: submission at t=0, one sacct call every ``POLL_S`` (poll n at t=n), a result-file check every
+``FILE_CHECK_S``. A ``Poll`` scripts one sacct call: the result files that appear just before it, and its
+answer (None: sacct failed). Every case asserts which units were submitted after how many sacct calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from submitit.core.utils import JobPaths, cloudpickle_dump, temporary_save_path
+
+from sparta_hpc.cluster import executor
+from sparta_hpc.cluster.sacct import JobStatus, Sacct
+from sparta_hpc.config import load_config
+from sparta_hpc.errors import StageFailed
+from sparta_hpc.run import scheduler
+from sparta_hpc.run.scheduler import Runner, StageJobs
+from sparta_hpc.store.events import read_events
+from sparta_hpc.store.rundir import RunDir
+from sparta_hpc.store.state import RunState, load_state
+
+T, STAGE = 0, "generate"
+POLL_S = 1.0
+FILE_CHECK_S = 0.25
+UNKNOWN_PATIENCE_S = 8.0
+SIBLING_PATIENCE_S = 5.0  # both at least 5 polls: the loop's floor
+
+
+class Clock:
+    """Virtual ``time.monotonic``/``time.sleep`` of the scheduler; ``at`` runs an action at a given time."""
+
+    def __init__(self) -> None:
+        self.start = self.now = 1000.0
+        self.actions: list[tuple[float, Callable[[], None]]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        assert self.now - self.start < 1000, "the wait loop never ended"
+        for due, action in [a for a in self.actions if a[0] <= self.now - self.start]:
+            self.actions.remove((due, action))
+            action()
+
+    def at(self, t: float, action: Callable[[], None]) -> None:
+        self.actions.append((t, action))
+
+
+def write_result(folder: Path, job_id: str, outcome: tuple[str, Any]) -> None:
+    """The job's result file, written as submitit's ``process_job`` writes it (temporary file, rename)."""
+    path = JobPaths(folder, job_id).result_pickle
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with temporary_save_path(path) as tmp:
+        cloudpickle_dump(outcome, tmp)
+
+
+def ok(value: Any) -> tuple[str, Any]:
+    return ("success", value)
+
+
+@dataclass
+class Poll:
+    """One scripted sacct call: result files that appear just before it, then its answer."""
+
+    states: dict[str, str] | None
+    results: dict[str, tuple[str, Any]] = field(default_factory=dict)
+
+
+class ScriptedSacct(Sacct):
+    """Answers each call with the next ``Poll``; records the job ids it was asked about."""
+
+    def __init__(self, folder: Path, polls: list[Poll]) -> None:
+        super().__init__(command="/nonexistent/sacct")
+        self.folder = folder
+        self.polls = list(polls)
+        self.asked: list[list[str]] = []
+
+    def query(self, job_ids: Iterable[str]) -> dict[str, JobStatus] | None:
+        self.calls += 1
+        self.asked.append(sorted(job_ids))
+        assert self.polls, f"sacct call {self.calls} is not scripted (asked about {self.asked[-1]})"
+        poll = self.polls.pop(0)
+        for job_id, outcome in poll.results.items():
+            write_result(self.folder, job_id, outcome)
+        if poll.states is None:
+            return None
+        return {j: JobStatus(state=s, runs=1) for j, s in poll.states.items()}
+
+
+class FakeSbatch:
+    """Stands for ``executor.submit_slurm``: job ids 100, 101, ...; array tasks ``N_i`` for several units."""
+
+    def __init__(self, sacct: ScriptedSacct) -> None:
+        self.sacct = sacct
+        self.next = 100
+        self.submitted: list[tuple[int, list[str], list[str]]] = []
+        """``(sacct calls before it, units, job ids)`` of every submission."""
+
+    def __call__(
+        self, cluster: Any, stage: str, folder: Path, fn: Any, args_list: list[tuple[Any, ...]]
+    ) -> list[str]:
+        assert stage == STAGE and cluster.backend == "slurm"
+        n, self.next = self.next, self.next + 1
+        ids = [str(n)] if len(args_list) == 1 else [f"{n}_{i}" for i in range(len(args_list))]
+        self.submitted.append((self.sacct.calls, [args[0] for args in args_list], ids))
+        return ids
+
+
+@dataclass
+class World:
+    run: RunDir
+    state: RunState
+    sacct: ScriptedSacct
+    sbatch: FakeSbatch
+    clock: Clock
+    runner: Runner
+    log: list[str]
+
+    @property
+    def folder(self) -> Path:
+        return self.run.jobs(T, STAGE)
+
+    def stage(self, units: list[str]) -> dict[str, Any]:
+        """Run the stage's units (``fn(unit)``, never called here: the fake jobs never run)."""
+        return self.runner.run(StageJobs(T, STAGE, _never, {u: (u,) for u in units}))
+
+    def book(self) -> dict[str, dict[str, Any]]:
+        """The recorded jobs of the stage as saved on disk."""
+        saved = load_state(self.run)
+        assert saved is not None
+        return saved.stage_jobs(T, STAGE)
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in read_events(self.run) if e["kind"] == kind]
+
+
+def _never(unit: str) -> str:
+    raise AssertionError("a job function ran in the launcher")
+
+
+@pytest.fixture
+def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., World]:
+    def make(polls: list[Poll], max_retries: int = 2, book: dict[str, dict[str, Any]] | None = None) -> World:
+        overrides = [
+            "cluster.backend=slurm",
+            f"cluster.poll_interval_s={POLL_S}",
+            f"cluster.max_retries={max_retries}",
+        ]
+        cfg = load_config(None, overrides)
+        run = RunDir(tmp_path / "run")
+        state = RunState(config_hash="test", iterations_total=1)
+        state.stage_jobs(T, STAGE).update(book or {})
+        sacct = ScriptedSacct(run.jobs(T, STAGE), polls)
+        sbatch, clock, log = FakeSbatch(sacct), Clock(), []
+        monkeypatch.setattr(executor, "submit_slurm", sbatch)
+        monkeypatch.setattr(scheduler, "time", clock)
+        monkeypatch.setattr(scheduler, "FILE_CHECK_S", FILE_CHECK_S)
+        monkeypatch.setattr(scheduler, "UNKNOWN_PATIENCE_S", UNKNOWN_PATIENCE_S)
+        monkeypatch.setattr(scheduler, "SIBLING_PATIENCE_S", SIBLING_PATIENCE_S)
+        runner = Runner(cfg, run, state, log.append, sacct=sacct)
+        return World(run, state, sacct, sbatch, clock, runner, log)
+
+    return make
+
+
+def test_confirmation_polls_are_two() -> None:
+    assert scheduler.CONFIRM_POLLS == 2  # the scripts below count on it
+
+
+@pytest.mark.parametrize("end", ["CANCELLED", "NODE_FAIL"])
+def test_job_ended_without_result_is_resubmitted_and_new_result_used(
+    make: Callable[..., World], end: str
+) -> None:
+    w = make(
+        [
+            Poll({"100_0": "RUNNING", "100_1": end}),
+            Poll({"100_0": "COMPLETED", "100_1": end}, results={"100_0": ok("A")}),  # 100_1 lost: resubmit
+            Poll({"101": "COMPLETED"}, results={"101": ok("B")}),
+        ]
+    )
+    assert w.stage(["a", "b"]) == {"a": "A", "b": "B"}
+    assert w.sbatch.submitted == [(0, ["a", "b"], ["100_0", "100_1"]), (2, ["b"], ["101"])]
+    assert w.sacct.asked == [["100_0", "100_1"], ["100_0", "100_1"], ["101"]]
+    [retried] = w.events("retried")
+    assert (retried["unit"], retried["previous"], retried["job_id"], retried["attempt"]) == (
+        "b",
+        "100_1",
+        "101",
+        2,
+    )
+    assert w.book() == {"a": {"job_id": "100_0", "attempts": 1}, "b": {"job_id": "101", "attempts": 2}}
+
+
+@pytest.mark.parametrize("max_retries", [0, 2])
+def test_gives_up_after_max_retries(make: Callable[..., World], max_retries: int) -> None:
+    jobs = [str(100 + k) for k in range(max_retries + 1)]
+    w = make([Poll({j: "NODE_FAIL"}) for j in jobs for _ in range(2)], max_retries=max_retries)
+    with pytest.raises(StageFailed) as failed:
+        w.stage(["a"])
+    assert w.sbatch.submitted == [(2 * k, ["a"], [j]) for k, j in enumerate(jobs)]
+    assert failed.value.job_id == jobs[-1] and failed.value.stage == STAGE
+    message = str(failed.value)
+    assert (
+        f"job {jobs[-1]} failed: its node failed; gave up on unit a after {max_retries + 1} attempt(s)"
+        in message
+    )
+    assert "(cluster.max_retries)" in message
+    [event] = w.events("failed")
+    assert (event["unit"], event["job_id"]) == ("a", jobs[-1])
+
+
+OUTAGE = 12
+"""Failed sacct calls in a row: longer than the unknown patience, so a failure must not count as 'unknown'."""
+
+
+def test_sacct_failing_resubmits_nothing_until_it_answers(make: Callable[..., World]) -> None:
+    w = make(
+        [Poll(None)] * OUTAGE  # the job is gone, but sacct cannot say so
+        + [Poll({"100": "CANCELLED"}), Poll({"100": "CANCELLED"})]
+        + [Poll({"101": "COMPLETED"}, results={"101": ok("A")})]
+    )
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"]), (OUTAGE + 2, ["a"], ["101"])]
+    assert sum("sacct failed" in line for line in w.log) == OUTAGE
+
+
+def test_sacct_failing_then_job_completes(make: Callable[..., World]) -> None:
+    w = make(
+        [Poll(None)] * OUTAGE
+        + [Poll({"100": "RUNNING"}), Poll({"100": "COMPLETED"}, results={"100": ok("A")})]
+    )
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"])]
+    assert w.sacct.calls == OUTAGE + 2
+
+
+def test_job_unknown_to_sacct_is_lost_when_its_patience_ends(make: Callable[..., World]) -> None:
+    # unknown from poll 1 (t=1); patience 8 s: pending up to poll 9, MISSING at 9 and 10 (confirmed): resubmit
+    w = make([Poll({})] * 10 + [Poll({"101": "COMPLETED"}, results={"101": ok("A")})])
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"]), (10, ["a"], ["101"])]
+    [retried] = w.events("retried")
+    assert retried["reason"] == "job 100 is unknown to Slurm's accounting"
+
+
+def test_job_that_appears_before_its_patience_ends_is_not_resubmitted(make: Callable[..., World]) -> None:
+    w = make(
+        [Poll({})] * 8 + [Poll({"100": "RUNNING"}), Poll({"100": "COMPLETED"}, results={"100": ok("A")})]
+    )
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"])]
+
+
+def test_array_task_missing_beside_its_siblings_has_the_shorter_patience(make: Callable[..., World]) -> None:
+    # 100_1 absent while 100_0 is listed (cancelled while pending): patience 5 s, MISSING at polls 6 and 7
+    w = make(
+        [Poll({"100_0": "RUNNING"})] * 6
+        + [Poll({"100_0": "COMPLETED"}, results={"100_0": ok("A")})]
+        + [Poll({"101": "COMPLETED"}, results={"101": ok("B")})]
+    )
+    assert w.stage(["a", "b"]) == {"a": "A", "b": "B"}
+    assert w.sbatch.submitted == [(0, ["a", "b"], ["100_0", "100_1"]), (7, ["b"], ["101"])]
+
+
+def test_late_result_file_after_completed_is_not_resubmitted(make: Callable[..., World]) -> None:
+    # NFS lag: sacct says COMPLETED at poll 1 without a result file; the file appears by poll 2
+    w = make([Poll({"100": "COMPLETED"}), Poll({"100": "COMPLETED"}, results={"100": ok("A")})])
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"])]
+    assert w.events("retried") == []
+
+
+def test_result_file_is_noticed_between_polls(make: Callable[..., World]) -> None:
+    w = make([Poll({"100": "RUNNING"})])
+    w.clock.at(1.5, lambda: write_result(w.folder, "100", ok("A")))
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sacct.calls == 1 and w.clock.now - w.clock.start == 1.5
+
+
+def test_job_that_raised_stops_the_stage_at_once(make: Callable[..., World]) -> None:
+    error = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: shard 0 is corrupt\n\n'
+    w = make([Poll({"100_0": "RUNNING", "100_1": "RUNNING"})])
+    w.clock.at(1.5, lambda: write_result(w.folder, "100_0", ("error", error)))
+    with pytest.raises(StageFailed) as failed:
+        w.stage(["a", "b"])
+    assert failed.value.error == "ValueError: shard 0 is corrupt"
+    assert failed.value.job_id == "100_0" and failed.value.log == str(JobPaths(w.folder, "100_0").stderr)
+    assert w.sbatch.submitted == [(0, ["a", "b"], ["100_0", "100_1"])]
+    assert w.sacct.calls == 1 and w.clock.now - w.clock.start == 1.5  # 100_1 still runs: not waited for
+    [event] = w.events("failed")
+    assert (event["unit"], event["error"]) == ("a", "ValueError: shard 0 is corrupt")
+
+
+def test_job_that_submitit_stopped_requeueing_is_resubmitted(make: Callable[..., World]) -> None:
+    error = "Traceback ...\nsubmitit.core.utils.UncompletedJobError: Job 100 exceeded 3 timeouts\n"
+    w = make([Poll({"100": "RUNNING"}), Poll({"101": "COMPLETED"}, results={"101": ok("A")})])
+    w.clock.at(1.5, lambda: write_result(w.folder, "100", ("error", error)))
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"]), (1, ["a"], ["101"])]
+    [retried] = w.events("retried")
+    assert retried["reason"] == "job 100 hit its time limit too often"
+
+
+def test_reattach_waits_for_live_jobs_and_submits_only_the_rest(make: Callable[..., World]) -> None:
+    book = {
+        "a": {"job_id": "90_0", "attempts": 1},  # running
+        "b": {"job_id": "90_1", "attempts": 2},  # pending (a retry already)
+        "c": {"job_id": "90_2", "attempts": 2},  # cancelled while no launcher watched: fresh start
+        "d": {"job_id": "90_3", "attempts": 1},  # finished while no launcher watched
+    }
+    w = make(
+        [
+            Poll({"90_0": "RUNNING", "90_1": "PENDING", "90_2": "CANCELLED", "90_3": "COMPLETED"}),
+            Poll(
+                {j: "COMPLETED" for j in ("90_0", "90_1", "100_0", "100_1")},
+                results={"90_0": ok("A"), "90_1": ok("B"), "100_0": ok("C"), "100_1": ok("E")},
+            ),
+        ],
+        book=book,
+    )
+    write_result(w.folder, "90_3", ok("D"))
+    assert w.stage(["a", "b", "c", "d", "e"]) == {"a": "A", "b": "B", "c": "C", "d": "D", "e": "E"}
+    assert w.sbatch.submitted == [(1, ["c", "e"], ["100_0", "100_1"])]
+    assert w.sacct.asked == [["90_0", "90_1", "90_2", "90_3"], ["100_0", "100_1", "90_0", "90_1"]]
+    assert w.book() == {
+        "a": {"job_id": "90_0", "attempts": 1},
+        "b": {"job_id": "90_1", "attempts": 2},
+        "c": {"job_id": "100_0", "attempts": 1},
+        "d": {"job_id": "90_3", "attempts": 1},
+        "e": {"job_id": "100_1", "attempts": 1},
+    }
+    assert "reattached to 2 live job(s): 90_0, 90_1" in "\n".join(w.log)
+
+
+def test_reattach_with_sacct_down_waits_for_every_recorded_job(make: Callable[..., World]) -> None:
+    book = {"a": {"job_id": "90", "attempts": 1}}
+    w = make([Poll(None), Poll({"90": "COMPLETED"}, results={"90": ok("A")})], book=book)
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == []
