@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from sparta_hpc.files import jsonl_lines
 from sparta_hpc.store.rundir import RunDir
 
 STAGE_START = "stage_start"
@@ -89,14 +90,14 @@ def read_events(run: RunDir) -> list[dict[str, Any]]:
         return []
     events = []
     with open(run.events_file, encoding="utf-8", errors="replace") as f:
-        for line in f:
+        for _, event in jsonl_lines(run.events_file, lines=f, keep_bad=True):
+            if not isinstance(event, dict) or "kind" not in event:
+                continue  # a BadLine, or JSON that is no event
             try:
-                event = json.loads(line)
                 parse_time(event["time"])
-            except (json.JSONDecodeError, TypeError, KeyError, ValueError):
+            except (TypeError, KeyError, ValueError):
                 continue
-            if isinstance(event, dict) and "kind" in event:
-                events.append(event)
+            events.append(event)
     return events
 
 

@@ -9,7 +9,6 @@ Formats: docs/formats.md, section "Method records".
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.files import read_json, write_json, write_jsonl
+from sparta_hpc.files import jsonl_lines, read_json, write_json, write_jsonl
 from sparta_hpc.method.judging import parse_score
 from sparta_hpc.method.ratings import RateResult, check_names, rate_iteration
 from sparta_hpc.method.settings import PROFILES, RateConfig
@@ -153,24 +152,19 @@ def read_judged(path: Path, start: RatingTable) -> list[JudgedMatch]:
     """Judged matches, one JSON object per line (blank lines skipped), checked against the rated players."""
     judged: list[JudgedMatch] = []
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                match = JudgedMatch.from_dict(_with_parsed_scores(_object(json.loads(line))))
-                check_names(match, start)
-            except json.JSONDecodeError as e:
-                raise RescoreError(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
-            except ValueError as e:
-                raise RescoreError(f"{path}:{lineno}: {e}") from None
-            if match.match_id in first_line:
-                raise RescoreError(
-                    f"{path}:{lineno}: duplicate match_id {match.match_id!r} (first on line "
-                    f"{first_line[match.match_id]})"
-                )
-            first_line[match.match_id] = lineno
-            judged.append(match)
+    for lineno, value in jsonl_lines(path, error=RescoreError):
+        try:
+            match = JudgedMatch.from_dict(_with_parsed_scores(_object(value)))
+            check_names(match, start)
+        except ValueError as e:
+            raise RescoreError(f"{path}:{lineno}: {e}") from None
+        if match.match_id in first_line:
+            raise RescoreError(
+                f"{path}:{lineno}: duplicate match_id {match.match_id!r} (first on line "
+                f"{first_line[match.match_id]})"
+            )
+        first_line[match.match_id] = lineno
+        judged.append(match)
     if not judged:
         raise RescoreError(f"{path}: no judged matches")
     return judged
