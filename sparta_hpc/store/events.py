@@ -35,8 +35,6 @@ RETRIED = "retried"
 """A failed job was submitted again (fields: iteration, stage, job_id, attempt)."""
 FAILED = "failed"
 """A job failed for good (fields: iteration, stage, job_id, error, log)."""
-KINDS = (STAGE_START, STAGE_END, SUBMITTED, STARTED, ENDED, PREEMPTED, REQUEUED, RETRIED, FAILED)
-"""Every kind of event sparta-hpc writes; ``emit`` also accepts others (shown, never counted)."""
 RESERVED = ("time", "kind")
 
 
