@@ -11,7 +11,11 @@ class SpartaError(Exception):
 
 
 class ConfigError(SpartaError, ValueError):
-    """A configuration file, key or value is invalid."""
+    """A configuration file, key or value is invalid; ``key``: the dotted key to blame, where one is."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class RecordError(SpartaError, ValueError):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,25 +71,55 @@ def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, jsonl_text(records))
 
 
+@dataclass(frozen=True)
+class BadLine:
+    """A JSONL line that is not valid JSON, as ``jsonl_lines(keep_bad=True)`` gives it."""
+
+    error: str
+    """``not valid JSON: <why>``."""
+
+
+def jsonl_lines(
+    path: Path,
+    *,
+    lines: Iterable[str] | None = None,
+    keep_bad: bool = False,
+    error: Callable[[str], Exception] = RecordError,
+) -> Iterator[tuple[int, Any]]:
+    """``(line number, decoded JSON value)`` of every non-blank line of a JSONL file, in file order.
+
+    A line that is not valid JSON raises ``error("path:line: not valid JSON: <why>")``, or with ``keep_bad``
+    comes as ``(line, BadLine)``. ``lines``: the file's lines where the caller has opened or read it already
+    (default: ``path`` read as UTF-8). The one JSONL reader: every other one builds on it.
+    """
+    if lines is None:
+        with open(path, encoding="utf-8") as f:
+            yield from jsonl_lines(path, lines=f, keep_bad=keep_bad, error=error)
+        return
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            if not keep_bad:
+                raise error(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
+            value = BadLine(f"not valid JSON: {e.msg}")
+        yield lineno, value
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """All records of a JSONL file; a bad line raises RecordError naming ``path:line``."""
     return [record for _, record in _numbered_records(path)]
 
 
 def _numbered_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """``(line number, record)`` of every non-blank line."""
+    """``(line number, record)`` of every non-blank line; each must be a JSON object."""
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
-            if not isinstance(record, dict):
-                raise RecordError(f"{path}:{lineno}: a record must be a JSON object")
-            records.append((lineno, record))
+    for lineno, record in jsonl_lines(path):
+        if not isinstance(record, dict):
+            raise RecordError(f"{path}:{lineno}: a record must be a JSON object")
+        records.append((lineno, record))
     return records
 
 
@@ -122,22 +154,20 @@ def sha256_path(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def atomic_replace_dir(tmp: Path, final: Path) -> None:
-    """Move a fully written directory into place (replacing an older one)."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        if old.exists():
-            _rmtree(old)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        _rmtree(old)
-    else:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-    _fsync_dir(final.parent)
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+@contextmanager
+def staging_dir(out: Path) -> Iterator[Path]:
+    """A fresh temporary sibling directory of ``out`` (mode 0755) to write a directory into; when the block
+    ends without an error it is renamed to ``out`` in one step, else removed. If another process published
+    ``out`` first (a concurrent build), its directory is kept and ours discarded."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        tmp.chmod(0o755)
+        yield tmp
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if not out.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

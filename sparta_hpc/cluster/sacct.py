@@ -28,8 +28,6 @@ LIVE = frozenset(
     }
 )
 """States of a job that is queued or running (it may still write its result)."""
-INTERRUPTIONS = frozenset({"PREEMPTED", "REQUEUED", "TIMEOUT", "NODE_FAIL"})
-"""States of an earlier run of a job that went back to the queue."""
 INFRASTRUCTURE = {
     "CANCELLED": "cancelled (scancel or an administrator)",
     "TIMEOUT": "hit its time limit too often",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,9 @@ def load_config(
     profile = OmegaConf.select(OmegaConf.merge(user, cli), "run.profile", default="paper")
     if profile not in PROFILES:
         raise ConfigError(f"run.profile={profile!r} is not valid; allowed values: {', '.join(PROFILES)}")
-    profile_preset = OmegaConf.from_dotlist([f"{k}={_dot_value(v)}" for k, v in PROFILES[profile].items()])
     schema = OmegaConf.structured(SpartaConfig)
     try:
-        merged = OmegaConf.merge(schema, profile_preset)
+        merged = OmegaConf.merge(schema, _profile_preset(profile))
         for origin, layer in layers:
             merged = _merge(merged, layer, origin)
         cfg = OmegaConf.to_object(merged)
@@ -74,6 +74,24 @@ def load_config(
         raise ConfigError(str(e)) from None
     assert isinstance(cfg, SpartaConfig)
     return cfg
+
+
+def load_section(section: str, profile: str, overrides: Sequence[str] = ()) -> Any:
+    """One section of the schema (``rate``, ``plan`` ...) as its dataclass: schema defaults <- the profile's
+    presets <- ``section.key=value`` overrides, merged and checked as in ``load_config`` (no YAML file, no
+    cross-section checks). A bad key or value raises ConfigError with its ``key``."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SpartaConfig), _profile_preset(profile))
+        merged = _merge(merged, _parse_overrides(list(overrides)), "command line")
+        return OmegaConf.to_object(merged[section])
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _profile_preset(profile: str) -> Any:
+    return OmegaConf.from_dotlist([f"{k}={_dot_value(v)}" for k, v in PROFILES[profile].items()])
 
 
 def _read_preset(name: str) -> tuple[str, Any]:
@@ -118,8 +136,8 @@ def _merge(base: Any, other: Any, origin: str) -> Any:
         if "not in" in msg or "Key" in msg and "not" in msg:
             section = key.rsplit(".", 1)[0] if key and "." in key else ""
             valid = [k for k in valid_keys() if k.startswith(section + ".")] if section else valid_keys()
-            raise ConfigError(f"{origin}: unknown key {key!r}; valid keys: {', '.join(valid)}") from None
-        raise ConfigError(f"{origin}: {key}: {msg}") from None
+            raise ConfigError(f"{origin}: unknown key {key!r}; valid keys: {', '.join(valid)}", key) from None
+        raise ConfigError(f"{origin}: {key}: {msg}", key) from None
 
 
 def _first_line(e: Exception) -> str:

@@ -8,12 +8,11 @@ directory that already holds a complete build is returned as is.
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from sparta_hpc.files import staging_dir
 
 BASE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -138,7 +137,7 @@ def build_tiny_base(out_dir: str | Path, seed: int = 0) -> Path:
     out = Path(out_dir)
     if _is_complete(out, BASE_FILES):
         return out
-    with _staging_dir(out) as tmp:
+    with staging_dir(out) as tmp:
         _write_base(tmp, seed)
     return out
 
@@ -158,7 +157,7 @@ def build_tiny_adapter(
     out = Path(out_dir)
     if _is_complete(out, ADAPTER_FILES):
         return out
-    with _staging_dir(out) as tmp:
+    with staging_dir(out) as tmp:
         _write_adapter(Path(base_dir), tmp, seed, rank, alpha, tuple(targets))
     return out
 
@@ -194,33 +193,3 @@ def _is_complete(path: Path, files: Sequence[str]) -> bool:
             f"{path} exists but is not a complete build (needs {', '.join(files)}); remove it"
         )
     return False
-
-
-class _staging_dir:
-    """Context manager: a fresh temporary sibling of ``out`` that is renamed to ``out`` on success.
-
-    If another process published ``out`` first, its build is kept and ours discarded.
-    """
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-
-    def __enter__(self) -> Path:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
-        self.tmp.chmod(0o755)
-        return self.tmp
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            publish_dir(self.tmp, self.out)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def publish_dir(tmp: Path, out: Path) -> None:
-    """Rename the finished directory ``tmp`` to ``out``; an existing ``out`` (a concurrent build) wins."""
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        if not out.is_dir():
-            raise

@@ -10,19 +10,31 @@ from sparta_hpc.method.settings import RateConfig
 from sparta_hpc.method.types import JudgedMatch, PreferencePair
 
 
-def preference_pair(
-    match: JudgedMatch, ratings: Mapping[str, float], cfg: RateConfig
-) -> PreferencePair | None:
-    """The pair of one match, or ``None`` for an exact tie, no judge weight, or a margin below the minimum.
-
-    S = sum_k R_k s_k / sum_k R_k over the counted judges, with the final ratings R and no competitor weights.
-    """
-    scores = counted_scores(match.judgments, cfg.failed_judgment)
+def aggregate_scores(
+    match: JudgedMatch, ratings: Mapping[str, float], failed_judgment: str
+) -> tuple[float, float] | None:
+    """``(S_a, S_b)``, S = sum_k R_k s_k / sum_k R_k over the counted judges with judge weights ``ratings``
+    (no competitor weights), or ``None`` when no judge weight counts."""
+    scores = counted_scores(match.judgments, failed_judgment)
     total = math.fsum(ratings[k] for k, _, _ in scores)
     if total == 0:
         return None
     s_a = math.fsum(ratings[k] * sa for k, sa, _ in scores) / total
     s_b = math.fsum(ratings[k] * sb for k, _, sb in scores) / total
+    return s_a, s_b
+
+
+def preference_pair(
+    match: JudgedMatch, ratings: Mapping[str, float], cfg: RateConfig
+) -> PreferencePair | None:
+    """The pair of one match, or ``None`` for an exact tie, no judge weight, or a margin below the minimum.
+
+    The side with the larger ``aggregate_scores`` (with the final ratings R) is chosen.
+    """
+    aggregate = aggregate_scores(match, ratings, cfg.failed_judgment)
+    if aggregate is None:
+        return None
+    s_a, s_b = aggregate
     first = 0 if s_a > s_b else 1  # an exact tie is dropped below, so the order there does not matter
     chosen, rejected = (s_a, s_b) if first == 0 else (s_b, s_a)
     margin = chosen - rejected

@@ -129,13 +129,14 @@ def check_names(match: JudgedMatch, players: Collection[str]) -> None:
         )
 
 
-def _count(judged: Sequence[JudgedMatch], players: Sequence[str]) -> dict[str, dict[str, int]]:
-    counts = {p: {"usable": 0, "failed": 0, "missing": 0} for p in players}
+def judge_counts(judged: Sequence[JudgedMatch]) -> dict[str, dict[str, int]]:
+    """Per judge, in order of first appearance: ``usable`` / ``failed`` / ``missing`` judgments."""
+    counts: dict[str, dict[str, int]] = {}
     for match in judged:
         for judge, scores in match.judgments.items():
             kind = "missing" if scores is None else "failed" if None in scores else "usable"
-            counts[judge][kind] += 1
-    return {p: c for p, c in counts.items() if any(c.values())}
+            counts.setdefault(judge, {"usable": 0, "failed": 0, "missing": 0})[kind] += 1
+    return counts
 
 
 def rate_iteration(
@@ -153,6 +154,7 @@ def rate_iteration(
     ratings = {p: start[p].rating for p in players}
     deviations = {p: start[p].deviation for p in players}
     deltas = {p: list(start[p].deltas) if cfg.keep_deltas else [] for p in players}
+    counts = judge_counts(judged)
     skipped = 0
     for n, match in enumerate(judged, start=1):
         a, b = match.players
@@ -168,7 +170,7 @@ def rate_iteration(
         },
         pairs=preference_pairs(judged, ratings, cfg),
         weights=weights,
-        judge_counts=_count(judged, players),
+        judge_counts={p: counts[p] for p in players if p in counts},
         num_matches=len(judged),
         num_skipped=skipped,
     )

@@ -27,6 +27,12 @@ def _require(d: dict[str, Any], keys: tuple[str, ...], kind: str) -> None:
         raise ValueError(f"{kind}: {'; '.join(parts)} (valid keys: {list(keys)})")
 
 
+def _json_form(record: Any) -> dict[str, Any]:
+    """``{key: value}`` of a record's ``KEYS`` in that order, tuples as lists: its JSON form."""
+    values = {k: getattr(record, k) for k in record.KEYS}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Match:
     """One combat: players a and b both answer ``prompt``; ``index`` is the order of rating updates."""
@@ -41,14 +47,7 @@ class Match:
     KEYS = ("match_id", "iteration", "index", "prompt_id", "prompt", "players")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "match_id": self.match_id,
-            "iteration": self.iteration,
-            "index": self.index,
-            "prompt_id": self.prompt_id,
-            "prompt": self.prompt,
-            "players": list(self.players),
-        }
+        return _json_form(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Match:
@@ -76,12 +75,7 @@ class Generation:
     KEYS = ("match_id", "player", "response", "num_tokens")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "match_id": self.match_id,
-            "player": self.player,
-            "response": self.response,
-            "num_tokens": self.num_tokens,
-        }
+        return _json_form(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Generation:
@@ -111,12 +105,7 @@ class Judgment:
         return self.scores[0] is not None and self.scores[1] is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "match_id": self.match_id,
-            "judge": self.judge,
-            "scores": list(self.scores),
-            "raw": list(self.raw),
-        }
+        return _json_form(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Judgment:
@@ -168,13 +157,8 @@ class JudgedMatch:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "match_id": self.match_id,
-            "prompt": self.prompt,
-            "players": list(self.players),
-            "responses": list(self.responses),
-            "judgments": {j: (None if s is None else list(s)) for j, s in sorted(self.judgments.items())},
-        }
+        judgments = {j: (None if s is None else list(s)) for j, s in sorted(self.judgments.items())}
+        return _json_form(self) | {"judgments": judgments}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JudgedMatch:
@@ -261,7 +245,7 @@ class PreferencePair:
     )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.KEYS}
+        return _json_form(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreferencePair:

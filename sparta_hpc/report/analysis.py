@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from sparta_hpc.method.judging import counted_scores
+from sparta_hpc.method.preferences import aggregate_scores
+from sparta_hpc.method.ratings import judge_counts
 from sparta_hpc.method.types import JudgedMatch
 
 SCALE = 400.0
@@ -36,19 +37,6 @@ class Outcome:
 def verdict(s_a: float, s_b: float) -> float:
     """1.0 (a better), 0.0 (b better) or 0.5 (equal)."""
     return 1.0 if s_a > s_b else 0.0 if s_a < s_b else 0.5
-
-
-def aggregate_scores(
-    match: JudgedMatch, ratings: Mapping[str, float], failed_judgment: str
-) -> tuple[float, float] | None:
-    """``(S_a, S_b)`` with judge weights ``ratings``, or None when no judge weight counts."""
-    scores = counted_scores(match.judgments, failed_judgment)
-    total = math.fsum(ratings[k] for k, _, _ in scores)
-    if total == 0:
-        return None
-    s_a = math.fsum(ratings[k] * sa for k, sa, _ in scores) / total
-    s_b = math.fsum(ratings[k] * sb for k, _, sb in scores) / total
-    return s_a, s_b
 
 
 def outcomes(
@@ -187,17 +175,16 @@ def judge_stats(
     """Per judge: usable / failed / missing judgments, ``parse_failure_rate`` = failed / (usable + failed),
     and ``agreement`` = share of its usable judgments whose verdict (a, b or tie) equals the aggregate's
     (the judge is part of the aggregate it is compared with). Rates are None without any judgment."""
-    stats: dict[str, dict[str, Any]] = {}
+    stats: dict[str, dict[str, Any]] = {
+        judge: {**counts, "agree": 0, "compared": 0} for judge, counts in judge_counts(judged).items()
+    }
     for m in judged:
         agg = aggregate_scores(m, ratings, failed_judgment)
-        usable = _usable(m)
-        for judge, scores in m.judgments.items():
-            s = stats.setdefault(judge, {"usable": 0, "failed": 0, "missing": 0, "agree": 0, "compared": 0})
-            kind = "missing" if scores is None else "usable" if judge in usable else "failed"
-            s[kind] += 1
-            if judge in usable and agg is not None:
-                s["compared"] += 1
-                s["agree"] += usable[judge] == verdict(*agg)
+        if agg is None:
+            continue
+        for judge, judge_verdict in _usable(m).items():
+            stats[judge]["compared"] += 1
+            stats[judge]["agree"] += judge_verdict == verdict(*agg)
     for s in stats.values():
         produced = s["usable"] + s["failed"]
         s["parse_failure_rate"] = s["failed"] / produced if produced else None

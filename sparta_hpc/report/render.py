@@ -79,11 +79,15 @@ def _demote(markdown: str) -> str:
 # ---------------------------------------------------------------- markdown
 
 
-def md_table(headers: Sequence[str], rows: list[list[str]]) -> str:
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, compact_rule: bool = False) -> str:
+    """A Markdown table (``|`` in a cell escaped); ``compact_rule``: the rule line as ``|---|---|`` (as
+    ``results.md`` has it) instead of ``| --- | --- |``."""
+
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-    return "\n".join([line(headers), line(["---"] * len(headers)), *(line(r) for r in rows)])
+    rule = "|" + "---|" * len(headers) if compact_rule else line(["---"] * len(headers))
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 def render_markdown(doc: dict[str, Any]) -> str:

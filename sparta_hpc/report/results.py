@@ -17,6 +17,7 @@ from typing import Any
 from sparta_hpc.config import load_config
 from sparta_hpc.errors import StateError
 from sparta_hpc.files import atomic_write_text, parse_records
+from sparta_hpc.report.render import md_table
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.store.state import load_state
 from sparta_hpc.tasks.evaluation import (
@@ -143,11 +144,6 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
-
-
 def markdown_text(res: EvalResults) -> str:
     """``results.md``: the results table, then one model x iteration table per split."""
     metric = metric_name(res.task)
@@ -158,11 +154,11 @@ def markdown_text(res: EvalResults) -> str:
         [KIND_TITLES[r.kind], r.label or "-", r.player or "-", _fmt(r.val), _fmt(r.test)]
         for r in selection_rows(res)
     ]
-    lines += _table(("model", "iteration", "player", "val", "test"), selection)
+    lines.append(md_table(("model", "iteration", "player", "val", "test"), selection, compact_rule=True))
     for split in SPLITS:
         body = [[p, *(_fmt(res.value(label, p, split)) for label in res.labels)] for p in res.players]
         lines += ["", f"## {split} {metric} per model and iteration", ""]
-        lines += _table(("player", *res.labels), body)
+        lines.append(md_table(("player", *res.labels), body, compact_rule=True))
     return "\n".join(lines) + "\n"
 
 

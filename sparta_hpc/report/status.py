@@ -16,7 +16,7 @@ from sparta_hpc.errors import StateError
 from sparta_hpc.store import events as ev
 from sparta_hpc.store.events import format_duration
 from sparta_hpc.store.rundir import STAGES, RunDir
-from sparta_hpc.store.state import load_state
+from sparta_hpc.store.state import leaderboard_text, load_state
 
 COUNTED = {"preemptions": ev.PREEMPTED, "requeues": ev.REQUEUED, "retries": ev.RETRIED, "failures": ev.FAILED}
 """Status keys counted from the event log, per stage and for the whole run."""
@@ -60,21 +60,6 @@ def _stage_row(
     return row
 
 
-def _leaderboard(ratings: dict[str, Any], history: list[dict[str, float]]) -> list[dict[str, Any]]:
-    before = history[-2] if len(history) >= 2 else {}
-    ranked = sorted(ratings.items(), key=lambda kv: (-kv[1]["rating"], kv[0]))
-    return [
-        {
-            "rank": i,
-            "player": p,
-            "rating": r["rating"],
-            "deviation": r["deviation"],
-            "change": r["rating"] - before[p] if p in before else None,
-        }
-        for i, (p, r) in enumerate(ranked, start=1)
-    ]
-
-
 def run_status(root: Path, now: datetime | None = None) -> dict[str, Any]:
     """The status document of ``sparta-hpc status --json`` (documented in docs/formats.md)."""
     run = RunDir(root)
@@ -109,7 +94,7 @@ def run_status(root: Path, now: datetime | None = None) -> dict[str, Any]:
         "ratings": {
             p: {"rating": r["rating"], "deviation": r["deviation"]} for p, r in sorted(state.ratings.items())
         },
-        "leaderboard": _leaderboard(state.ratings, state.rating_history),
+        "leaderboard": state.leaderboard(),
         "adapters": state.adapters,
     }
 
@@ -137,12 +122,7 @@ def status_text(status: dict[str, Any]) -> str:
         row = [r for r in status["stages"] if r["iteration"] == t]
         lines.append(f"{t:>4}  " + "  ".join(f"{_cell(r):<14}" for r in row).rstrip())
     lines += ["", "leaderboard (SPARTA reputation; change: since the previous iteration):"]
-    width = max([len(r["player"]) for r in status["leaderboard"]] + [6])
-    lines.append(f"  {'#':>2}  {'player':<{width}}  {'rating':>10}  {'deviation':>9}  {'change':>9}")
-    for r in status["leaderboard"]:
-        change = "" if r["change"] is None else f"{r['change']:+9.4f}"
-        rating = f"{r['rating']:>10.4f}  {r['deviation']:>9.4f}"
-        lines.append(f"  {r['rank']:>2}  {r['player']:<{width}}  {rating}  {change:>9}")
+    lines.append(leaderboard_text(status["leaderboard"], change=True))
     return "\n".join(lines)
 
 

@@ -15,7 +15,6 @@ from sparta_hpc.config import SpartaConfig
 from sparta_hpc.errors import ConfigError
 from sparta_hpc.files import parse_records, read_json, write_json, write_jsonl
 from sparta_hpc.method import matchmaking, ratings
-from sparta_hpc.method.types import RatingTable
 from sparta_hpc.run import scalars
 from sparta_hpc.run.inputs import (
     eval_players,
@@ -32,6 +31,7 @@ from sparta_hpc.store.state import (
     LauncherLock,
     RunState,
     checksums,
+    leaderboard_text,
     save_state,
 )
 from sparta_hpc.tasks import evaluation
@@ -79,7 +79,8 @@ def run_iteration(t: int, cfg: SpartaConfig, run: RunDir, state: RunState, log: 
     commit(t, cfg, run, state)
     if cfg.run.tensorboard:
         scalars.write_iteration(run, state, t)
-    log(f"iteration {t + 1}/{cfg.run.iterations} committed\n{leaderboard(state.rating_table())}")
+    board = leaderboard_text(state.leaderboard())
+    log(f"iteration {t + 1}/{cfg.run.iterations} committed\n{board}")
 
 
 StageResult = tuple[list[Any], dict[str, Any]]
@@ -210,12 +211,3 @@ def _players_at_start(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> dic
     if t == 0:
         return ex.run(StageJobs(0, "plan", jobs.prepare_models, {"models": (str(run.root),)}))["models"]
     return players_after(t - 1, run)
-
-
-def leaderboard(table: RatingTable) -> str:
-    rows = sorted(table.items(), key=lambda kv: (-kv[1].rating, kv[0]))
-    width = max(len(p) for p in table) if table else 6
-    lines = [f"  {'#':>2}  {'player':<{width}}  {'rating':>9}  {'deviation':>9}"]
-    for i, (p, r) in enumerate(rows, start=1):
-        lines.append(f"  {i:>2}  {p:<{width}}  {r.rating:>9.4f}  {r.deviation:>9.4f}")
-    return "\n".join(lines)

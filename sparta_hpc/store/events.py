@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from sparta_hpc.files import jsonl_lines
 from sparta_hpc.store.rundir import RunDir
 
 STAGE_START = "stage_start"
@@ -34,8 +35,6 @@ RETRIED = "retried"
 """A failed job was submitted again (fields: iteration, stage, job_id, attempt)."""
 FAILED = "failed"
 """A job failed for good (fields: iteration, stage, job_id, error, log)."""
-KINDS = (STAGE_START, STAGE_END, SUBMITTED, STARTED, ENDED, PREEMPTED, REQUEUED, RETRIED, FAILED)
-"""Every kind of event sparta-hpc writes; ``emit`` also accepts others (shown, never counted)."""
 RESERVED = ("time", "kind")
 
 
@@ -89,14 +88,14 @@ def read_events(run: RunDir) -> list[dict[str, Any]]:
         return []
     events = []
     with open(run.events_file, encoding="utf-8", errors="replace") as f:
-        for line in f:
+        for _, event in jsonl_lines(run.events_file, lines=f, keep_bad=True):
+            if not isinstance(event, dict) or "kind" not in event:
+                continue  # a BadLine, or JSON that is no event
             try:
-                event = json.loads(line)
                 parse_time(event["time"])
-            except (json.JSONDecodeError, TypeError, KeyError, ValueError):
+            except (TypeError, KeyError, ValueError):
                 continue
-            if isinstance(event, dict) and "kind" in event:
-                events.append(event)
+            events.append(event)
     return events
 
 

@@ -47,6 +47,22 @@ class RunState:
     def rating_table(self) -> RatingTable:
         return {name: PlayerRating.from_dict(r) for name, r in sorted(self.ratings.items())}
 
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """The players best first (equal ratings by name): ``rank``, ``player``, ``rating``, ``deviation`` and
+        ``change`` since the previous iteration (None without one)."""
+        before = self.rating_history[-2] if len(self.rating_history) >= 2 else {}
+        ranked = sorted(self.ratings.items(), key=lambda kv: (-kv[1]["rating"], kv[0]))
+        return [
+            {
+                "rank": i,
+                "player": p,
+                "rating": r["rating"],
+                "deviation": r["deviation"],
+                "change": r["rating"] - before[p] if p in before else None,
+            }
+            for i, (p, r) in enumerate(ranked, start=1)
+        ]
+
     def stage_entry(self, t: int, stage: str) -> dict[str, Any] | None:
         return self.stages.get(str(t), {}).get(stage)
 
@@ -137,6 +153,19 @@ def first_invalid_stage(run: RunDir, state: RunState) -> tuple[int, str] | None:
                 if sha256_path(run.root / rel) != digest:
                     return int(key), stage
     return None
+
+
+def leaderboard_text(rows: list[dict[str, Any]], *, change: bool = False) -> str:
+    """``RunState.leaderboard`` as an aligned text table; ``change``: with the change column."""
+    width = max([len(r["player"]) for r in rows] + [6])
+    head = f"  {'#':>2}  {'player':<{width}}  {'rating':>10}  {'deviation':>9}"
+    lines = [head + (f"  {'change':>9}" if change else "")]
+    for r in rows:
+        line = f"  {r['rank']:>2}  {r['player']:<{width}}  {r['rating']:>10.4f}  {r['deviation']:>9.4f}"
+        if change:
+            line += f"  {'' if r['change'] is None else format(r['change'], '+9.4f'):>9}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 class LauncherLock:

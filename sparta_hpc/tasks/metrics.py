@@ -220,7 +220,6 @@ def extract_choice(text: str, num_choices: int = 4, choices: Sequence[str] = ())
 
 # ---- Normad ----
 
-_LABELS = ("yes", "no", "neutral")
 _LABEL_MARKER = re.compile(
     r"(?i)\b(?:answer|verdict|label|judge?ment)\b\s*(?:is|:)?\s*[:\-]?\s*\W*(yes|no|neutral)\b"
 )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sparta_hpc.errors import TaskDataError
+from sparta_hpc.files import BadLine, jsonl_lines
 
 TASK_NAMES = (
     "medqa",
@@ -107,20 +108,15 @@ def read_split(path: str | Path) -> list[TaskExample]:
     path = Path(path)
     examples: list[TaskExample] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                example = TaskExample.from_dict(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise TaskDataError(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
-            except ValueError as e:
-                raise TaskDataError(f"{path}:{lineno}: {e}") from None
-            if example.id in seen:
-                raise TaskDataError(f"{path}:{lineno}: duplicate id {example.id!r}")
-            seen.add(example.id)
-            examples.append(example)
+    for lineno, value in jsonl_lines(path, error=TaskDataError):
+        try:
+            example = TaskExample.from_dict(value)
+        except ValueError as e:
+            raise TaskDataError(f"{path}:{lineno}: {e}") from None
+        if example.id in seen:
+            raise TaskDataError(f"{path}:{lineno}: duplicate id {example.id!r}")
+        seen.add(example.id)
+        examples.append(example)
     return examples
 
 
@@ -210,17 +206,18 @@ def read_source_records(path: str | Path, root: Path | None = None) -> list[Sour
 
 def _jsonl_records(path: Path, text: str, split: str) -> list[SourceRecord]:
     records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        key = f"{path.stem}-{lineno}"
-        try:
-            records.append(
-                SourceRecord(where=str(path), line=lineno, split=split, key=key, value=json.loads(line))
+    for lineno, value in jsonl_lines(path, lines=text.splitlines(), keep_bad=True):
+        bad = value if isinstance(value, BadLine) else None
+        records.append(
+            SourceRecord(
+                where=str(path),
+                line=lineno,
+                split=split,
+                key=f"{path.stem}-{lineno}",
+                value=None if bad else value,
+                error=bad.error if bad else None,
             )
-        except json.JSONDecodeError as e:
-            error = f"not valid JSON: {e.msg}"
-            records.append(SourceRecord(where=str(path), line=lineno, split=split, key=key, error=error))
+        )
     return records
 
 

@@ -9,7 +9,6 @@ Formats: docs/formats.md, section "Method records".
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -17,7 +16,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.files import read_json, write_json, write_jsonl
+from sparta_hpc.config import load_section
+from sparta_hpc.errors import ConfigError
+from sparta_hpc.files import jsonl_lines, read_json, write_json, write_jsonl
 from sparta_hpc.method.judging import parse_score
 from sparta_hpc.method.ratings import RateResult, check_names, rate_iteration
 from sparta_hpc.method.settings import PROFILES, RateConfig
@@ -74,12 +75,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def rate_config(profile: str, overrides: Sequence[str]) -> RateConfig:
-    """The profile's ``rate.*`` presets, then ``rate.KEY=VALUE`` or ``KEY=VALUE`` overrides."""
+    """The profile's ``rate.*`` presets, then ``rate.KEY=VALUE`` or ``KEY=VALUE`` overrides, merged by the
+    config loader (``config.load_section``: the values ``sparta-hpc run`` accepts for these keys)."""
     if profile not in PROFILES:
         raise RescoreError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    defaults = RateConfig()
     names = [f.name for f in fields(RateConfig)]
-    values = {k.removeprefix("rate."): v for k, v in PROFILES[profile].items() if k.startswith("rate.")}
+    given: dict[str, tuple[str, str]] = {}  # rate.NAME: (key, value) as given; a repeated key's last wins
     for item in overrides:
         key, sep, text = item.partition("=")
         name = key.removeprefix("rate.")
@@ -87,22 +88,22 @@ def rate_config(profile: str, overrides: Sequence[str]) -> RateConfig:
             raise RescoreError(
                 f"unknown setting {item!r}: give rate.KEY=VALUE or KEY=VALUE; valid keys: {', '.join(names)}"
             )
-        values[name] = _convert(key, text, type(getattr(defaults, name)))
-    return RateConfig(**values)
-
-
-def _convert(key: str, text: str, kind: type) -> Any:
-    if kind is bool:
-        if text.lower() not in ("true", "false"):
-            raise RescoreError(f"{key}={text!r}: expected true or false")
-        return text.lower() == "true"
+        given[f"rate.{name}"] = (key, text)
     try:
-        value = kind(text)
-    except ValueError:
-        raise RescoreError(f"{key}={text!r}: expected a value of type {kind.__name__}") from None
-    if kind is float and not math.isfinite(value):
-        raise RescoreError(f"{key}={text!r}: expected a finite number")
-    return value
+        cfg = load_section("rate", profile, [f"{dotted}={text}" for dotted, (_, text) in given.items()])
+    except ConfigError as e:
+        if e.key not in given:
+            raise
+        key, text = given[e.key]
+        kind = type(getattr(RateConfig(), e.key.removeprefix("rate.")))
+        expected = "true or false" if kind is bool else f"a value of type {kind.__name__}"
+        raise RescoreError(f"{key}={text!r}: expected {expected}") from None
+    for dotted, (key, text) in given.items():
+        value = getattr(cfg, dotted.removeprefix("rate."))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RescoreError(f"{key}={text!r}: expected a finite number")
+    assert isinstance(cfg, RateConfig)
+    return cfg
 
 
 def read_ratings(path: Path) -> RatingTable:
@@ -153,24 +154,19 @@ def read_judged(path: Path, start: RatingTable) -> list[JudgedMatch]:
     """Judged matches, one JSON object per line (blank lines skipped), checked against the rated players."""
     judged: list[JudgedMatch] = []
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                match = JudgedMatch.from_dict(_with_parsed_scores(_object(json.loads(line))))
-                check_names(match, start)
-            except json.JSONDecodeError as e:
-                raise RescoreError(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
-            except ValueError as e:
-                raise RescoreError(f"{path}:{lineno}: {e}") from None
-            if match.match_id in first_line:
-                raise RescoreError(
-                    f"{path}:{lineno}: duplicate match_id {match.match_id!r} (first on line "
-                    f"{first_line[match.match_id]})"
-                )
-            first_line[match.match_id] = lineno
-            judged.append(match)
+    for lineno, value in jsonl_lines(path, error=RescoreError):
+        try:
+            match = JudgedMatch.from_dict(_with_parsed_scores(_object(value)))
+            check_names(match, start)
+        except ValueError as e:
+            raise RescoreError(f"{path}:{lineno}: {e}") from None
+        if match.match_id in first_line:
+            raise RescoreError(
+                f"{path}:{lineno}: duplicate match_id {match.match_id!r} (first on line "
+                f"{first_line[match.match_id]})"
+            )
+        first_line[match.match_id] = lineno
+        judged.append(match)
     if not judged:
         raise RescoreError(f"{path}: no judged matches")
     return judged

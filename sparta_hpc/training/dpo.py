@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sparta_hpc.files import parse_records, staging_dir
 
 REFERENCES = ("previous_iteration", "base")
 DEEPSPEED_DIR = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
@@ -30,6 +30,7 @@ DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 STATS_FILE = "dpo_stats.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 
 @dataclass
@@ -198,19 +199,18 @@ def init_distributed(train: TrainConfig, use_cpu: bool) -> int:
 
 
 def read_pairs(path: Path) -> list[dict[str, str]]:
-    """Preference pairs from a JSONL file; each line needs string fields prompt, chosen and rejected."""
-    pairs = []
-    with path.open() as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if not all(isinstance(record.get(key), str) for key in ("prompt", "chosen", "rejected")):
-                raise ValueError(f"{path}:{number}: a pair needs string fields prompt, chosen and rejected")
-            pairs.append({key: record[key] for key in ("prompt", "chosen", "rejected")})
+    """Preference pairs from a JSONL file; each line needs string fields prompt, chosen and rejected (a bad
+    line raises RecordError naming ``path:line``)."""
+    pairs = parse_records(path, _pair)
     if not pairs:
         raise ValueError(f"{path} holds no preference pairs: nothing to train on")
     return pairs
+
+
+def _pair(record: dict[str, Any]) -> dict[str, str]:
+    if not all(isinstance(record.get(key), str) for key in _PAIR_FIELDS):
+        raise ValueError("a pair needs string fields prompt, chosen and rejected")
+    return {key: record[key] for key in _PAIR_FIELDS}
 
 
 def last_checkpoint(work_dir: Path) -> Path | None:
@@ -347,9 +347,7 @@ def _publish_adapter(model: Any, out: Path) -> None:
     """Save only the policy's LoRA weights to a temporary sibling, check them, then rename to ``out``."""
     from safetensors.torch import load_file
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staging_dir(out) as tmp:
         model.save_pretrained(tmp, selected_adapters=["default"])
         (tmp / "README.md").unlink(missing_ok=True)
         weights = load_file(tmp / "adapter_model.safetensors")
@@ -361,7 +359,3 @@ def _publish_adapter(model: Any, out: Path) -> None:
             raise RuntimeError(f"the adapter saved to {tmp} is empty (ZeRO-3 shards not gathered)")
         if all(not bool(tensor.any()) for tensor in weights.values()):
             raise RuntimeError(f"the adapter saved to {tmp} is all zeros")
-        tmp.chmod(0o755)
-        os.rename(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
