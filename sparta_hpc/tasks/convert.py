@@ -1,7 +1,7 @@
 """Sources of task examples: one small converter per released record shape, the Hugging Face hub loader, and
 the built-in synthetic task.
 
-A converter turns one source record (a dict) into a ``TaskExample``; it raises ``RecordError`` for a bad
+A converter turns one source record (a dict) into a ``TaskExample``; it raises ``SourceRecordError`` for a bad
 record (missing field, empty prompt, unknown label) and returns ``None`` for a record of another task's
 subset (a MATH level outside the task's range). ``convert_records`` applies one to every record of a source
 and keeps the bad ones, with their file and line, next to the converted ones.
@@ -21,7 +21,7 @@ from sparta_hpc.tasks.metrics import extract_boxed, extract_number
 from sparta_hpc.tasks.schema import LETTERS, SourceRecord, TaskExample, split_name
 
 
-class RecordError(ValueError):
+class SourceRecordError(ValueError):
     """One source record cannot be converted; the message says why."""
 
 
@@ -36,9 +36,9 @@ def _optional(record: dict[str, Any], *names: str) -> str | None:
         if value is None:
             continue
         if not isinstance(value, str):
-            raise RecordError(f"field {name!r} is a {type(value).__name__}, not a string")
+            raise SourceRecordError(f"field {name!r} is a {type(value).__name__}, not a string")
         if not value.strip():
-            raise RecordError(f"empty {name!r}")
+            raise SourceRecordError(f"empty {name!r}")
         return value
     return None
 
@@ -47,7 +47,7 @@ def _required(record: dict[str, Any], *names: str) -> str:
     """Like ``_optional``, but a record without any of ``names`` is bad."""
     value = _optional(record, *names)
     if value is None:
-        raise RecordError(f"missing field {names[0]!r}")
+        raise SourceRecordError(f"missing field {names[0]!r}")
     return value
 
 
@@ -57,7 +57,7 @@ def gsm8k_record(task: str, record: dict[str, Any], example_id: str) -> TaskExam
     gold = _optional(record, "answer", "output")
     answer = extract_number(gold) if gold is not None else None
     if gold is not None and answer is None:
-        raise RecordError(f"answer {gold[-40:]!r} has no final number")
+        raise SourceRecordError(f"answer {gold[-40:]!r} has no final number")
     metadata = {"instruction": record["instruction"]} if isinstance(record.get("instruction"), str) else {}
     return TaskExample(id=example_id, prompt=prompt, answer=answer, metadata=metadata)
 
@@ -72,7 +72,7 @@ def math_record(task: str, record: dict[str, Any], example_id: str) -> TaskExamp
     level_text = _required(record, "level")
     level = re.fullmatch(r"\s*(?:Level\s*)?([1-5])\s*", level_text)
     if level is None:
-        raise RecordError(f"unknown level {level_text!r} (expected 'Level 1' to 'Level 5')")
+        raise SourceRecordError(f"unknown level {level_text!r} (expected 'Level 1' to 'Level 5')")
     if int(level.group(1)) not in MATH_LEVELS[task]:
         return None
     answer = _optional(record, "answer")
@@ -80,7 +80,7 @@ def math_record(task: str, record: dict[str, Any], example_id: str) -> TaskExamp
     if answer is None and solution is not None:
         answer = extract_boxed(solution)
         if not answer:
-            raise RecordError("no 'answer' field and no \\boxed{} answer in 'solution'")
+            raise SourceRecordError("no 'answer' field and no \\boxed{} answer in 'solution'")
     metadata: dict[str, Any] = {"level": int(level.group(1))}
     if isinstance(record.get("type"), str):
         metadata["subject"] = record["type"]
@@ -100,7 +100,9 @@ def normad_record(task: str, record: dict[str, Any], example_id: str) -> TaskExa
     prompt = _required(record, "instruction")
     label = _required(record, "label").strip().lower()
     if label not in NORMAD_LABELS:
-        raise RecordError(f"unknown label {record['label']!r} (expected one of {', '.join(NORMAD_LABELS)})")
+        raise SourceRecordError(
+            f"unknown label {record['label']!r} (expected one of {', '.join(NORMAD_LABELS)})"
+        )
     return TaskExample(id=example_id, prompt=prompt, answer=label)
 
 
@@ -122,7 +124,7 @@ def kcross_record(task: str, record: dict[str, Any], example_id: str) -> TaskExa
     letter = _required(record, "completion").strip().rstrip(".").strip("()").upper()
     choices = _options_in_text(prompt)
     if letter not in LETTERS[: len(choices) or 4] or len(letter) != 1:
-        raise RecordError(f"unknown label {record['completion']!r} (expected an option letter)")
+        raise SourceRecordError(f"unknown label {record['completion']!r} (expected an option letter)")
     metadata = {"choices_in_prompt": True} if choices else {}
     return TaskExample(id=example_id, prompt=prompt, answer=letter, choices=choices, metadata=metadata)
 
@@ -135,10 +137,10 @@ def truthfulqa_record(task: str, record: dict[str, Any], example_id: str) -> Tas
     if targets is None:
         return TaskExample(id=example_id, prompt=prompt)
     if not isinstance(targets, dict) or not isinstance(targets.get("choices"), list):
-        raise RecordError("mc1_targets must be {choices: [...], labels: [...]}")
+        raise SourceRecordError("mc1_targets must be {choices: [...], labels: [...]}")
     pairs = list(zip(targets["choices"], targets.get("labels") or [], strict=False))
     if len(pairs) != len(targets["choices"]) or [label for _, label in pairs].count(1) != 1:
-        raise RecordError("mc1_targets needs one label per choice and exactly one label 1")
+        raise SourceRecordError("mc1_targets needs one label per choice and exactly one label 1")
     random.Random(zlib.crc32(prompt.encode())).shuffle(pairs)
     answer = LETTERS[[label for _, label in pairs].index(1)]
     return TaskExample(id=example_id, prompt=prompt, answer=answer, choices=tuple(str(c) for c, _ in pairs))
@@ -162,17 +164,17 @@ def medqa_record(task: str, record: dict[str, Any], example_id: str) -> TaskExam
     if isinstance(options, dict):
         letters = sorted(options)
         if letters != list(LETTERS[: len(letters)]):
-            raise RecordError(f"option keys {letters} are not A, B, C ...")
+            raise SourceRecordError(f"option keys {letters} are not A, B, C ...")
         choices = tuple(str(options[k]) for k in letters)
     elif isinstance(options, list):
         choices = tuple(str(o) for o in options)
     else:
-        raise RecordError("missing field 'options'")
+        raise SourceRecordError("missing field 'options'")
     answer = (_optional(record, "answer_idx") or "").strip().upper()
     if not answer and isinstance(record.get("answer"), str) and record["answer"] in choices:
         answer = LETTERS[choices.index(record["answer"])]
     if answer not in LETTERS[: len(choices)] or len(answer) != 1 or len(choices) < 2:
-        raise RecordError(
+        raise SourceRecordError(
             f"unknown label {record.get('answer_idx', record.get('answer'))!r} for {len(choices)} options"
         )
     return TaskExample(id=example_id, prompt=prompt, answer=answer, choices=choices)
@@ -228,7 +230,7 @@ def convert_records(task: str, records: Iterable[SourceRecord], into: Converted 
             example_id = f"{task}/{split}/{r.key}"
             try:
                 example = convert(task, r.value, example_id)
-            except (RecordError, ValueError) as e:
+            except (SourceRecordError, ValueError) as e:
                 reason = str(e)
             else:
                 if example is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sparta_hpc.config import load_section
-from sparta_hpc.errors import ConfigError
+from sparta_hpc.errors import ConfigError, SpartaError
 from sparta_hpc.files import jsonl_lines, read_json, write_json, write_jsonl
 from sparta_hpc.method.judging import parse_score
 from sparta_hpc.method.ratings import RateResult, check_names, rate_iteration
@@ -25,7 +25,7 @@ from sparta_hpc.method.settings import PROFILES, RateConfig
 from sparta_hpc.method.types import JudgedMatch, PlayerRating, RatingTable
 
 
-class RescoreError(ValueError):
+class RescoreError(SpartaError, ValueError):
     """An input of ``sparta-hpc rate`` is invalid; the message names the file and line, or the key."""
 
 

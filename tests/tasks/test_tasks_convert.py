@@ -10,7 +10,7 @@ from sparta_hpc.errors import TaskDataError
 from sparta_hpc.tasks.convert import (
     CONVERTERS,
     Converted,
-    RecordError,
+    SourceRecordError,
     convert_records,
     hub_records,
     synthetic_task,
@@ -161,7 +161,7 @@ def test_non_object_records_and_wrong_types_are_bad(tmp_path: Path) -> None:
 
 
 def test_converters_raise_record_error_directly() -> None:
-    with pytest.raises(RecordError, match="missing field 'problem'"):
+    with pytest.raises(SourceRecordError, match="missing field 'problem'"):
         CONVERTERS["math_easy"]("math_easy", {"level": "Level 1"}, "x")
 
 
