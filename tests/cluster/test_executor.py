@@ -1,4 +1,12 @@
-"""Slurm parameters and sbatch files derived from a stage's resources (no cluster needed)."""
+"""Slurm parameters and sbatch files derived from a stage's resources (no cluster needed).
+
+The sbatch files of the a100x16 preset are compared with the record ``tests/data/sbatch_a100x16.txt``; a
+missing record fails the test. If a change of the sbatch files is normal, regenerate the record with
+
+    SPARTA_REGENERATE_GOLDEN=1 python -m pytest tests/cluster/test_executor.py
+
+which writes the file and still fails, then review ``git diff tests/data/`` and commit it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
 FOLDER = Path("/shared/runs/paper/jobs/iter_000")
 TASKS = {"generate": 8, "judge": 16, "train": 10, "evaluate": 20, "launcher": 1}
+REGENERATE = "SPARTA_REGENERATE_GOLDEN"
+"""Set to 1 to rewrite the record files (the test still fails: review the diff, commit, run again)."""
 
 
 @pytest.fixture
@@ -34,9 +44,12 @@ def test_sbatch_files_of_the_a100x16_preset_match_the_record(fake_srun: None) ->
         for stage, n in TASKS.items()
     ).replace(sys.executable, "PYTHON")
     record = DATA / "sbatch_a100x16.txt"
-    if not record.exists():
+    regenerate = f"{REGENERATE}=1 python -m pytest {Path(__file__).relative_to(ROOT)}"
+    if os.environ.get(REGENERATE) == "1":
         record.write_text(text)
-    assert record.read_text() == text, f"sbatch text changed: delete the record file {record} if intended"
+        pytest.fail(f"{record} rewritten ({REGENERATE}=1): review `git diff {record}`, commit it, run again")
+    assert record.exists(), f"{record} is missing: restore it from git, or regenerate: {regenerate}"
+    assert record.read_text() == text, f"sbatch text changed; if this is normal, regenerate: {regenerate}"
 
 
 def test_every_resource_reaches_submitit_and_extras_pass_through() -> None:

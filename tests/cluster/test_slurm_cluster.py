@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import cloudpickle
 import pytest
@@ -35,6 +35,17 @@ def sleep_then_return(seconds: float, value: str) -> str:
     """A job that holds its CPUs for a while."""
     time.sleep(seconds)
     return value
+
+
+def hold(started: str, limit_s: float) -> NoReturn:
+    """A job that marks its start, then waits ``limit_s`` and raises: it never ends well by itself.
+
+    A test that cancels it after seeing ``started`` cancels a live job, whatever the timing, and a job the
+    cancel missed ends FAILED (not CANCELLED) at the latest after ``limit_s``.
+    """
+    Path(started).write_text("")
+    time.sleep(limit_s)
+    raise TimeoutError(f"held {limit_s:.0f} s and not cancelled")
 
 
 class CountTo(submitit.helpers.Checkpointable):
@@ -67,14 +78,13 @@ def make_executor(
     return executor
 
 
-def wait_until(condition: Any, timeout_s: float, what: str) -> float:
-    """Poll ``condition()`` every 0.5 s; return the seconds it took, fail the test after ``timeout_s``."""
+def wait_until(condition: Any, timeout_s: float, what: str) -> None:
+    """Poll ``condition()`` every 0.5 s; fail the test after ``timeout_s``."""
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout_s:
             pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.5)
-    return time.monotonic() - start
 
 
 def accounting_states(job_id: str) -> list[str]:
@@ -121,16 +131,21 @@ def test_array_of_four_returns_results(slurm_cluster: SlurmCluster, tmp_path: Pa
 
 @pytest.mark.timeout(120)
 def test_cancelled_job_is_seen_as_failed(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
-    executor = make_executor(tmp_path, slurm_cluster.default_partition)
-    job = executor.submit(sleep_then_return, 600, "never")
-    wait_until(lambda: job.get_info().get("State") == "RUNNING", 60, "the job to start")
-    job.cancel()  # scancel: the job dies without writing its result pickle
-    seconds = wait_until(job.done, 30, "submitit to notice the cancelled job (needs sacct/slurmdbd)")
+    started = tmp_path / "started"
+    executor = make_executor(tmp_path / "jobs", slurm_cluster.default_partition)
+    job = executor.submit(hold, str(started), 300)
+    try:
+        wait_until(started.exists, 60, "the job to start")
+        assert not job.done()  # started, and it cannot end by itself before 300 s: alive for the cancel
+        job.cancel()  # scancel: the job dies without writing its result pickle
+        wait_until(job.done, 30, "submitit to notice the cancelled job (needs sacct/slurmdbd)")
 
-    assert seconds < 10
-    assert job.state.startswith("CANCELLED")
-    with pytest.raises(UncompletedJobError, match="has not produced any output"):
-        job.result()
+        assert job.state.startswith("CANCELLED"), job.state
+        with pytest.raises(UncompletedJobError, match="has not produced any output"):
+            job.result()
+        assert final_accounting_states(job.job_id) == ["CANCELLED"]
+    finally:
+        subprocess.run(["scancel", job.job_id], check=False)  # a failed test leaves no job holding a CPU
 
 
 @pytest.mark.timeout(240)

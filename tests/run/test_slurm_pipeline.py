@@ -2,13 +2,17 @@
 run, a real preemption of a generation task and of DPO jobs mid-training, scancel of one array task, a DPO
 time limit, a SIGKILLed launcher, a job that raises, --detach and cancel. Every run directory is in tmp_path.
 
-Tiny configs keep the file at a few minutes on 2 cores: each Slurm job spends ~3-5 s importing torch.
+Tiny configs keep the file at a few minutes on 2 cores: each Slurm job spends ~3-5 s importing torch. A job
+that a test cancels, or that a relaunched launcher must find alive, is held by a setup line until the test
+creates a release file (``hold``), so that no outcome depends on how fast the machine is. No test asserts a
+duration: the waits are bounded, and the assertions are about what happened.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,6 +60,10 @@ RESULT_GLOBS = (
     "iter_*/evaluate/*/*/*.jsonl",
 )
 STAGES_WITH_JOBS = ("plan", "generate", "judge", "train", "evaluate")
+POLL_S = 3.0
+"""``cluster.poll_interval_s`` of the sacct query test: 3 file checks (``FILE_CHECK_S`` = 1 s) per poll."""
+JOBS_DONE = re.compile(r"\[iter \d+\] (\w+) +jobs done: (\d+) sacct queries in ([\d.]+)s")
+"""The launcher's line at the end of each stage on Slurm."""
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -142,6 +150,36 @@ def sacct_states(job_id: str) -> list[str]:
     return states()
 
 
+def hold(stage: str, release: Path) -> str:
+    """The override of a ``setup`` line that holds each of the stage's jobs RUNNING (before its Python starts)
+    until ``release`` exists, at most 5 minutes: a job cancelled before the test creates the file is provably
+    alive at the cancel, however slow or fast the machine."""
+    return f"cluster.{stage}.setup=['timeout 300 sh -c \"until test -e {release}; do sleep 0.2; done\"']"
+
+
+def live(*job_ids: str) -> bool:
+    """Whether sacct lists every one of the jobs (or array tasks) as queued or running."""
+    from sparta_hpc.cluster.sacct import Sacct
+
+    statuses = Sacct().query(job_ids) or {}
+    return all(j in statuses and statuses[j].live for j in job_ids)
+
+
+def ended_state(job_id: str) -> str:
+    """The state of a job or array task once sacct says it ended. Unlike ``sacct_states`` it reads the
+    array's line of a task cancelled while pending (``812_[0-1]``), which has no line of its own."""
+    from sparta_hpc.cluster.sacct import Sacct
+
+    seen: dict[str, Any] = {}
+
+    def ended() -> bool:
+        seen["status"] = (Sacct().query([job_id]) or {}).get(job_id)
+        return seen["status"] is not None and not seen["status"].live
+
+    wait_until(ended, 30, f"sacct to list job {job_id} as ended")
+    return str(seen["status"].state)
+
+
 def preempt(cluster: SlurmCluster) -> str:
     """Submit a job to the high partition that needs every CPU of the node: Slurm preempts the debug jobs."""
     cmd = ["sbatch", "--parsable", "-p", "high", "-c", str(cluster.cpus), "--mem=512M", "-J", "preempter"]
@@ -183,46 +221,94 @@ def copy_run(reference: Path, to: Path, *stages: str) -> Path:
 def test_slurm_run_equals_local_run_with_one_query_per_poll(
     cluster: SlurmCluster, reference: Path, tmp_path: Path
 ) -> None:
+    """Every sacct call the launcher makes is logged by a wrapper on PATH and checked against the loop's
+    contract: one call per ``poll_interval_s`` (here 3 file checks of ``FILE_CHECK_S``), naming the live
+    array once, and counted right in the launcher's own ``N sacct queries in X s`` line of each stage."""
+    from sparta_hpc.run.scheduler import FILE_CHECK_S
+
     shim = tmp_path / "bin"
     shim.mkdir()
     calls = tmp_path / "sacct_calls"
-    real = shutil.which("sacct")
-    for name, target in (("sacct", real), ("squeue", shutil.which("squeue"))):
+    for name in ("sacct", "squeue"):
         (shim / name).write_text(
-            f'#!/bin/sh\necho "$(date +%s.%N) {name} $*" >> {calls}\nexec {target} "$@"\n'
+            f'#!/bin/sh\necho "$(date +%s.%N) {name} $*" >> {calls}\nexec {shutil.which(name)} "$@"\n'
         )
         (shim / name).chmod(0o755)
     run_dir = tmp_path / "run"
-    start = time.monotonic()
-    out = run_to_end(run_dir, FAST, path=str(shim))
-    seconds = time.monotonic() - start
+    out = run_to_end(run_dir, [*FAST, f"cluster.poll_interval_s={POLL_S:g}"], path=str(shim))
 
     assert results(run_dir) == results(reference)
     assert state(run_dir)["ratings"] == state(reference)["ratings"]
-    assert [e["stage"] for e in events(run_dir, "submitted")] == list(STAGES_WITH_JOBS), out[-3000:]
-    queries = calls.read_text().splitlines()
-    per_minute = len(queries) / seconds * 60
-    print(
-        f"\nlauncher: {len(queries)} scheduler queries in {seconds:.1f} s = {per_minute:.1f}/min (poll 1 s)"
+    submitted = events(run_dir, "submitted")
+    assert [e["stage"] for e in submitted] == list(STAGES_WITH_JOBS), out[-3000:]
+    assert not events(run_dir, "retried"), out[-3000:]  # so each stage's array is the only live one
+    stage_of = {e["job_id"]: e["stage"] for e in submitted}
+    polls: dict[str, list[float]] = {stage: [] for stage in STAGES_WITH_JOBS}
+    for line in calls.read_text().splitlines():
+        when, name, *argv = line.split()
+        assert name == "sacct", f"the launcher only ever calls sacct: {line}"
+        assert argv[-2] == "-j", line
+        named = argv[-1].split(",")
+        assert len(named) == 1 and named[0] in stage_of, f"a poll names its stage's live array once: {line}"
+        polls[stage_of[named[0]]].append(float(when))
+    reported = {m[1]: (int(m[2]), float(m[3])) for m in JOBS_DONE.finditer(out)}
+    assert list(reported) == list(STAGES_WITH_JOBS), out[-3000:]
+    print(f"\nsacct calls / seconds per stage (poll {POLL_S:g} s, file check {FILE_CHECK_S:g} s):")
+    print(", ".join(f"{stage} {count} / {seconds:.1f}" for stage, (count, seconds) in reported.items()))
+    assert {s: len(p) for s, p in polls.items()} == {s: n for s, (n, _) in reported.items()}, (
+        "the launcher's sacct counter must equal the calls sacct received"
     )
-    assert all(q.split()[1] == "sacct" for q in queries), "the launcher only ever calls sacct"
-    assert all("_" not in q.split()[-1] for q in queries), "a query names arrays, never their tasks"
-    assert len(queries) <= seconds / 1.0 + len(STAGES_WITH_JOBS)
+    for stage, (count, seconds) in reported.items():
+        # The first poll comes POLL_S after the submission, each next one POLL_S after the last returned: at
+        # most seconds / POLL_S of them, where polling at every file check would make ~seconds / FILE_CHECK_S.
+        assert count <= (seconds + 0.1) / POLL_S, (stage, count, seconds)
+        gaps = [b - a for a, b in zip(polls[stage], polls[stage][1:], strict=False)]
+        assert all(gap >= POLL_S - 0.1 for gap in gaps), (stage, gaps)
+        # And no poll skipped: one at least every POLL_S + a file check (+ 1 s of slack for a loaded machine),
+        # the first after the submission (+ 2 s of slack for sbatch).
+        expected = (seconds - POLL_S - 2.0) // (POLL_S + FILE_CHECK_S + 1.0)
+        assert count >= expected, (stage, count, seconds)
 
 
 def test_killed_launcher_reattaches_without_duplicate_submissions(
     cluster: SlurmCluster, reference: Path, tmp_path: Path
 ) -> None:
     run_dir, since = tmp_path / "run", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
-    proc = launch(run_dir, FAST)
-    work = run_dir / "iter_000" / "train"
-    wait_until(lambda: any(work.glob("*/work")), 240, "a DPO job to run", proc)
+    release = tmp_path / "release"  # until it exists, the DPO jobs are held alive: the relaunch finds them
+    overrides = [*FAST, hold("train", release)]
+    proc = launch(run_dir, overrides)
+
+    def train_jobs() -> list[str]:
+        found = state(run_dir)["jobs"] if (run_dir / "state.json").exists() else {}
+        return [r["job_id"] for r in found.get("0", {}).get("train", {}).values()]
+
+    wait_until(lambda: len(train_jobs()) == 4 and live(*train_jobs()), 240, "the DPO jobs to be listed", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
-    out = run_to_end(run_dir, FAST)
+    again = launch(run_dir, overrides)
+    lines: list[str] = []
 
-    assert "reattached to" in out
+    def read() -> None:
+        for line in again.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any("reattached to" in line for line in lines), 120, "the relaunch to reattach")
+    except BaseException:
+        again.kill()  # a failed test leaves no launcher running on
+        raise
+    finally:
+        release.touch()
+    again.wait(timeout=600)
+    reader.join(timeout=10)
+    out = "".join(lines)
+    assert again.returncode == 0, out[-4000:]
+
+    reattached = [line.split(": ")[-1].strip().split(", ") for line in lines if "reattached to" in line]
+    assert [sorted(ids) for ids in reattached] == [sorted(train_jobs())], out[-4000:]
     assert results(run_dir) == results(reference)
     submitted = submissions(run_dir, since)
     arrays = {stage: {j.split("_")[0] for j in ids} for stage, ids in submitted.items()}
@@ -300,18 +386,22 @@ def test_scancel_of_one_array_task_resubmits_just_that_shard(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     run_dir = copy_run(reference, tmp_path / "run", "generate")
     log: list[str] = []
-    # a setup line holds each task RUNNING for 4 s before its Python starts: scancel then finds it mid-job
-    ex = _runner(run_dir, ["cluster.poll_interval_s=1", "cluster.generate.setup=[sleep 4]"], log)
+    release = tmp_path / "release"  # until it exists, every generate task is held RUNNING in its setup line
+    ex = _runner(run_dir, ["cluster.poll_interval_s=1", hold("generate", release)], log)
     outcome: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: outcome.update(r=iteration.generate(0, ex.cfg, ex.run_dir, ex)))
     thread.start()
-    book = ex.state.stage_jobs(0, "generate")
-    wait_until(lambda: "1" in book, 60, "the generate array to be submitted")
-    first = book["1"]["job_id"]
-    sacct = Sacct()
-    wait_until(lambda: (sacct.query([first]) or {}).get(first, None) is not None, 60, f"{first} to be listed")
-    wait_until(lambda: sacct.query([first])[first].state == "RUNNING", 60, f"{first} to run")  # type: ignore[index]
-    subprocess.run(["scancel", first], check=True)
+    try:
+        book = ex.state.stage_jobs(0, "generate")
+        wait_until(lambda: "1" in book, 60, "the generate array to be submitted")
+        first = book["1"]["job_id"]
+        sacct = Sacct()
+        wait_until(lambda: (sacct.query([first]) or {}).get(first) is not None, 60, f"{first} to be listed")
+        wait_until(lambda: sacct.query([first])[first].state == "RUNNING", 60, f"{first} to run")  # type: ignore[index]
+        subprocess.run(["scancel", first], check=True)  # held, not released: it is alive, whatever the timing
+        wait_until(lambda: not live(first), 30, f"{first} to end")
+    finally:
+        release.touch()  # the other task and the resubmitted one may run now
     thread.join(timeout=180)
 
     assert not thread.is_alive() and "r" in outcome, log
@@ -387,22 +477,49 @@ def test_raising_job_stops_the_launcher_then_a_rerun_continues(
 def test_detached_launcher_is_a_job_and_cancel_stops_everything(
     cluster: SlurmCluster, tmp_path: Path
 ) -> None:
-    run_dir = tmp_path / "run"
-    out = finish(launch(run_dir, FAST, "--detach"))
+    run_dir, release = tmp_path / "run", tmp_path / "release"
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
+    overrides = [*FAST, hold("generate", release)]  # never released before the cancel
+    out = finish(launch(run_dir, overrides, "--detach"))
     launcher = json.loads((run_dir / "launcher_job.json").read_text())["job_id"]
     assert f"launcher submitted as Slurm job {launcher}" in out
-    wait_until(lambda: (run_dir / "state.json").exists() and state(run_dir)["jobs"], 120, "a stage's jobs")
-    assert state(run_dir)["launcher_job"] == launcher
-    assert "driven by" in finish(launch(run_dir, FAST, "--detach"), code=1)
 
-    cmd = [sys.executable, "-m", "sparta_hpc.cli", "cancel", str(run_dir)]
-    cancel = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert cancel.returncode == 0, cancel.stderr
-    assert launcher in cancel.stdout
-    recorded = [launcher] + [
-        r["job_id"] for s in state(run_dir)["jobs"].values() for u in s.values() for r in u.values()
-    ]
-    assert all(sacct_states(j)[-1] in ("CANCELLED", "COMPLETED") for j in recorded)
+    def generate_jobs() -> list[str]:
+        found = state(run_dir)["jobs"] if (run_dir / "state.json").exists() else {}
+        return [r["job_id"] for r in found.get("0", {}).get("generate", {}).values()]
+
+    held: list[str] = []
+    try:
+        wait_until(lambda: len(generate_jobs()) == 2, 240, "the generate array to be recorded")
+        held = generate_jobs()
+        wait_until(lambda: live(launcher, *held), 60, f"sacct to list {launcher} and {held} as live")
+        assert state(run_dir)["launcher_job"] == launcher
+        assert "driven by" in finish(launch(run_dir, overrides, "--detach"), code=1)
+
+        # The generate tasks are held until `release` exists and the launcher waits for them: all alive.
+        cmd = [sys.executable, "-m", "sparta_hpc.cli", "cancel", str(run_dir)]
+        cancel = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        assert cancel.returncode == 0, cancel.stderr
+        assert sorted(cancel.stdout.split(": ")[-1].strip().split(", ")) == sorted([launcher, *held])
+        assert {j: ended_state(j) for j in held} == dict.fromkeys(held, "CANCELLED")
+
+        # The launcher stops: its job ends (by the cancel file, or by scancel first) without finishing the run
+        # and without resubmitting the cancelled tasks.
+        wait_until(lambda: not live(launcher), 60, f"the launcher job {launcher} to end")
+        ended = sacct_states(launcher)[-1]
+        errors = run_dir / "jobs" / "launcher" / f"{launcher}_0_log.err"
+        stopped = errors.exists() and "cancelled by `sparta-hpc cancel`" in errors.read_text()
+        assert ended == "CANCELLED" or (ended == "FAILED" and stopped), (ended, errors)
+        assert not state(run_dir)["done"]
+        assert [a["attempts"] for a in state(run_dir)["jobs"]["0"]["generate"].values()] == [1, 1]
+        assert not events(run_dir, "retried")
+        submitted = submissions(run_dir, since)
+        assert sorted(submitted) == ["generate", "launcher", "plan"], submitted
+        arrays = {j.split("_")[0] for j in submitted["generate"]}  # a pending array may be one line
+        assert arrays == {j.split("_")[0] for j in held}, submitted
+    finally:
+        subprocess.run(["scancel", launcher, *held], capture_output=True, check=False)
+        release.touch()
 
 
 def test_multi_rank_dpo_runs_one_slurm_task_per_rank(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
