@@ -16,11 +16,18 @@ from typing import Any
 
 from sparta_hpc.errors import RecordError
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+"""The process's umask at start: files written here get the mode a plain ``open`` would give them."""
+FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
+
 
 @contextmanager
 def _temporary_sibling(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 whatever the umask: teammates could not read results
     os.close(fd)
     tmp = Path(name)
     try:
@@ -29,15 +36,40 @@ def _temporary_sibling(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temp file, fsync, rename: readers see the old file or the whole new one."""
     with _temporary_sibling(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_synced(tmp, text)
         os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def publish_text(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically unless ``path`` exists; True if this call published it.
+
+    For outputs that two attempts at the same unit may both compute (a job and its orphan, or a resubmission
+    of a job the launcher lost): the first to finish publishes, the other keeps that file (a published file is
+    always whole) and writes nothing. A hard link is the atomic "create if absent".
+    """
+    with _temporary_sibling(path) as tmp:
+        _write_synced(tmp, text)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: a rename, racy only against a concurrent twin
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -154,15 +186,39 @@ def sha256_path(path: Path) -> str | None:
     return h.hexdigest()
 
 
+def canonical_adapter_config(folder: Path) -> None:
+    """Sort the lists of a PEFT ``adapter_config.json`` (``target_modules`` is saved from a set, in an order
+    that changes from process to process), so that the same adapter always has the same bytes and checksum."""
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key, value in config.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            config[key] = sorted(value)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files and folders that writers killed mid-write left under ``folder`` (the
+    names ``_temporary_sibling`` and ``staging_dir`` give); call it when no writer can still be at work there.
+    Returns what was removed."""
+    found = [*folder.rglob(".*.tmp"), *folder.rglob(".*.tmp-*")] if folder.is_dir() else []
+    for path in found:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
+
+
 @contextmanager
 def staging_dir(out: Path) -> Iterator[Path]:
-    """A fresh temporary sibling directory of ``out`` (mode 0755) to write a directory into; when the block
-    ends without an error it is renamed to ``out`` in one step, else removed. If another process published
-    ``out`` first (a concurrent build), its directory is kept and ours discarded."""
+    """A fresh temporary sibling directory of ``out`` (mode from the umask) to write a directory into; when
+    the block ends without an error it is renamed to ``out`` in one step, else removed. If another process
+    published ``out`` first (a concurrent build), its directory is kept and ours discarded."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        tmp.chmod(0o755)
+        tmp.chmod(DIR_MODE)
         yield tmp
         try:
             os.rename(tmp, out)

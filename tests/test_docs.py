@@ -79,7 +79,15 @@ def test_an_undocumented_key_is_caught(tmp_path: Path) -> None:
 
 
 RUN_DIRECTORY_MD = docgen.ROOT / "docs" / "run-directory.md"
-SAMPLE_ARGS = {"t": 0, "shard": 1, "player": "<player>", "label": "<label>", "name": "<name>", "split": "val"}
+SAMPLE_ARGS = {
+    "t": 0,
+    "shard": 1,
+    "player": "<player>",
+    "label": "<label>",
+    "name": "<name>",
+    "split": "val",
+    "attempt": "<attempt>",
+}
 """Arguments of ``RunDir``'s methods: the doc's placeholders, or examples it draws (numbers count as N)."""
 TREE_LINE = re.compile(r"^((?:[│ ]   )*)[├└]── ([^\s,]+(?:, [^\s,]+)*)")
 """A node of the drawn tree: indentation (4 characters a level), then its name(s) (``a.png, b.png``)."""
@@ -148,7 +156,10 @@ def test_run_directory_check_catches_an_undrawn_path() -> None:
     text = RUN_DIRECTORY_MD.read_text(encoding="utf-8")
     assert undrawn(text, Extended) == ["rate_extra: iter_N/rate/extra.json"]
     work = next(line for line in text.splitlines() if "── work/" in line)
-    assert undrawn(text.replace(work, ""), RunDir) == ["train_work: iter_N/train/<player>/work"]
+    assert undrawn(text.replace(work, ""), RunDir) == [
+        "train_work: iter_N/train/<player>/work",
+        "train_attempt: iter_N/train/<player>/work/<attempt>",
+    ]
     assert drawn_paths("```\nRUN_DIR/\n└── a/\n    ├── b.png, c.png   two files\n    └── d/e.json\n```") == {
         "a",
         "a/b.png",

@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sparta_hpc.files import staging_dir
+from sparta_hpc.files import canonical_adapter_config, staging_dir
 
 BASE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -181,6 +181,7 @@ def _write_adapter(
             if "lora_A" in name or "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * LORA_INIT_STD)
     model.save_pretrained(str(tmp))
+    canonical_adapter_config(tmp)
     (tmp / "README.md").unlink(missing_ok=True)
 
 

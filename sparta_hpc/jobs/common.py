@@ -15,7 +15,7 @@ from typing import Any
 
 from sparta_hpc.config import SpartaConfig, load_config
 from sparta_hpc.engines.base import ModelSpec, Request
-from sparta_hpc.files import parse_records, read_json, read_jsonl, write_jsonl
+from sparta_hpc.files import jsonl_text, parse_records, publish_text, read_json, read_jsonl
 from sparta_hpc.method.types import Match
 from sparta_hpc.store.rundir import RunDir
 
@@ -29,6 +29,19 @@ def stable_seed(*parts: object) -> int:
 def open_run(run_root: str) -> tuple[RunDir, SpartaConfig]:
     run = RunDir(run_root)
     return run, load_config(run.config_file)
+
+
+def attempt_id() -> str:
+    """This job's id as its scheduler names it: a requeued job keeps it, a resubmitted unit gets a new one
+    (``pid-N`` in the launcher's own process)."""
+    env = os.environ
+    if "SLURM_ARRAY_JOB_ID" in env and "SLURM_ARRAY_TASK_ID" in env:
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    if "SLURM_JOB_ID" in env:
+        return env["SLURM_JOB_ID"]
+    if "SUBMITIT_LOCAL_JOB_ID" in env:
+        return f"local-{env['SUBMITIT_LOCAL_JOB_ID']}"
+    return f"pid-{os.getpid()}"
 
 
 def split_evenly(items: Sequence[Any], num_shards: int, shard: int) -> list[Any]:
@@ -83,28 +96,44 @@ def set_threads(cfg: SpartaConfig, stage: str) -> None:
 
 def run_chunks(
     parts: Path,
+    out: Path,
     requests: list[Request],
     chunk_size: int,
     compute: Callable[[list[Request]], list[dict[str, Any]]],
-) -> list[dict[str, Any]]:
-    """Compute every chunk not saved yet (one file per chunk), then return all chunk results in order."""
+) -> list[dict[str, Any]] | None:
+    """Compute every chunk not saved yet (one file per chunk), then return all chunk results in order.
+
+    Chunks are published once (``publish_text``): another attempt at the same unit that saved a chunk first
+    keeps it, with the same content. ``None`` when that attempt has published the unit's output ``out``
+    meanwhile: there is nothing left to do.
+    """
     chunks = [requests[i : i + chunk_size] for i in range(0, len(requests), chunk_size)]
     saved = sum((parts / f"chunk_{i:05d}.jsonl").exists() for i in range(len(chunks)))
     if saved:
         print(f"{parts}: resuming after {saved}/{len(chunks)} saved chunks", flush=True)
     for i, chunk in enumerate(chunks):
         path = parts / f"chunk_{i:05d}.jsonl"
+        if out.exists():
+            return None
         if not path.exists():
-            write_jsonl(path, compute(chunk))
+            publish_text(path, jsonl_text(compute(chunk)))
     results: list[dict[str, Any]] = []
-    for i in range(len(chunks)):
-        results += read_jsonl(parts / f"chunk_{i:05d}.jsonl")
+    try:
+        for i in range(len(chunks)):
+            results += read_jsonl(parts / f"chunk_{i:05d}.jsonl")
+    except FileNotFoundError:  # the chunks of a unit another attempt published are removed
+        if out.exists():
+            return None
+        raise
     return results
 
 
-def finish_shard(run: RunDir, t: int, stage: str, shard: int, records: list[dict[str, Any]]) -> None:
-    write_jsonl(run.shard(t, stage, shard), records)
-    shutil.rmtree(run.shard_parts(t, stage, shard), ignore_errors=True)
+def publish_records(out: Path, parts: Path, records: list[dict[str, Any]]) -> int:
+    """Publish a unit's records unless another attempt did, and remove its chunks; the number of records
+    this call published (-1: another attempt had published them)."""
+    published = publish_text(out, jsonl_text(records))
+    shutil.rmtree(parts, ignore_errors=True)
+    return len(records) if published else -1
 
 
 def shard_matches(run: RunDir, t: int, num_shards: int, shard: int) -> list[Match]:

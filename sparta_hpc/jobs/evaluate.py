@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from typing import Any
 
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
-from sparta_hpc.files import read_json, write_jsonl
-from sparta_hpc.jobs.common import load_engine, open_run, run_chunks, set_threads, split_evenly, stable_seed
+from sparta_hpc.files import read_json
+from sparta_hpc.jobs.common import (
+    load_engine,
+    open_run,
+    publish_records,
+    run_chunks,
+    set_threads,
+    split_evenly,
+    stable_seed,
+)
 from sparta_hpc.jobs.models import eval_judge_model
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.tasks import evaluation
@@ -95,8 +102,7 @@ def _evaluate_unit(
             for r, c, (extracted, score, judge_output) in zip(chunk, completions, scored, strict=True)
         ]
 
-    parts = run.eval_parts(t, u.label, u.player, u.split, u.shard)
-    records = run_chunks(parts, requests, cfg.eval.chunk_size, compute)
-    write_jsonl(run.eval_records(t, u.label, u.player, u.split, u.shard), records)
-    shutil.rmtree(parts, ignore_errors=True)
-    return len(records)
+    key = (t, u.label, u.player, u.split, u.shard)
+    out, parts = run.eval_records(*key), run.eval_parts(*key)
+    records = run_chunks(parts, out, requests, cfg.eval.chunk_size, compute)
+    return 0 if records is None else max(0, publish_records(out, parts, records))

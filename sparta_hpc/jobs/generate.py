@@ -7,10 +7,10 @@ from typing import Any
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.files import parse_records
 from sparta_hpc.jobs.common import (
-    finish_shard,
     load_engine,
     open_run,
     players_at,
+    publish_records,
     run_chunks,
     set_threads,
     shard_matches,
@@ -56,9 +56,9 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
             for r, c in zip(chunk, engine[0].generate(chunk, sampling), strict=True)
         ]
 
-    records = run_chunks(run.shard_parts(t, "generate", shard), requests, g.chunk_size, compute)
-    finish_shard(run, t, "generate", shard, records)
-    return len(records)
+    out, parts = run.shard(t, "generate", shard), run.shard_parts(t, "generate", shard)
+    records = run_chunks(parts, out, requests, g.chunk_size, compute)
+    return -1 if records is None else publish_records(out, parts, records)
 
 
 def read_generations(run: RunDir, t: int, num_shards: int) -> dict[tuple[str, str], str]:

@@ -7,10 +7,10 @@ from typing import Any
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.jobs.common import (
-    finish_shard,
     load_engine,
     open_run,
     players_at,
+    publish_records,
     run_chunks,
     set_threads,
     shard_matches,
@@ -76,10 +76,11 @@ def judge_shard(run_root: str, t: int, shard: int) -> int:
             for r, c in zip(chunk, engine[0].generate(chunk, sampling), strict=True)
         ]
 
-    results = run_chunks(run.shard_parts(t, "judge", shard), requests, j.chunk_size, compute)
-    records = [judgment.to_dict() for judgment in _pair_sides(results)]
-    finish_shard(run, t, "judge", shard, records)
-    return len(records)
+    out, parts = run.shard(t, "judge", shard), run.shard_parts(t, "judge", shard)
+    results = run_chunks(parts, out, requests, j.chunk_size, compute)
+    if results is None:
+        return -1
+    return publish_records(out, parts, [judgment.to_dict() for judgment in _pair_sides(results)])
 
 
 def _pair_sides(results: list[dict[str, Any]]) -> list[Judgment]:

@@ -6,7 +6,7 @@ import shutil
 from typing import Any
 
 from sparta_hpc.files import read_json, write_json
-from sparta_hpc.jobs.common import has_cuda, open_run, players_at, set_threads, stable_seed
+from sparta_hpc.jobs.common import attempt_id, has_cuda, open_run, players_at, set_threads, stable_seed
 
 
 def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
@@ -16,8 +16,10 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
     if out.exists() and run.train_stats(t, player).exists():
         return read_json(run.train_stats(t, player))
     set_threads(cfg, "train")
-    from sparta_hpc.training.dpo import run_dpo_job
+    from sparta_hpc.training.dpo import adopt_checkpoint, run_dpo_job
 
+    work = run.train_attempt(t, player, attempt_id())
+    adopt_checkpoint(work, run.train_work(t, player))
     spec = players_at(run, t)[player]
     stats = run_dpo_job(
         cfg.train,
@@ -25,10 +27,10 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
         adapter_in=spec["adapter"],
         adapter_out=str(out),
         pairs_path=str(run.preferences(t)),
-        work_dir=str(run.train_work(t, player)),
+        work_dir=str(work),
         seed=stable_seed(cfg.run.seed, t, "train", player),
         use_cpu=not has_cuda(),
     )
     write_json(run.train_stats(t, player), stats)
-    shutil.rmtree(run.train_work(t, player), ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)  # other attempts' folders: removed by the launcher (train stage)
     return stats

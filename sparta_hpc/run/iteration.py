@@ -6,6 +6,7 @@ jobs, wait, record its outputs with checksums in the state. Resuming a run is ru
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from sparta_hpc import jobs
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.errors import ConfigError
-from sparta_hpc.files import parse_records, read_json, write_json, write_jsonl
+from sparta_hpc.files import parse_records, read_json, remove_temporaries, write_json, write_jsonl
 from sparta_hpc.method import matchmaking, ratings
 from sparta_hpc.run import scalars
 from sparta_hpc.run.inputs import (
@@ -96,6 +97,7 @@ def _stage(
     events.emit(STAGE_START, iteration=t, stage=name)
     start = time.monotonic()
     outputs, info = body()
+    remove_temporaries(run.stage(t, name))  # what killed attempts left half-written; never read
     info["seconds"] = round(time.monotonic() - start, 3)
     state.mark_done(t, name, checksums(run, outputs), info)
     save_state(run, state)
@@ -173,6 +175,8 @@ def train(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
     players = cfg.player_names
     units = {p: (str(run.root), t, p) for p in players}
     ex.run(StageJobs(t, "train", jobs.train_player, units, is_done=lambda p: run.train_stats(t, p).exists()))
+    for p in players:  # checkpoints of attempts that were lost or lost the race to publish
+        shutil.rmtree(run.train_work(t, p), ignore_errors=True)
     return [run.adapter(t, p) for p in players], {"trained": True}
 
 

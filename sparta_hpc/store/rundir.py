@@ -88,8 +88,13 @@ class RunDir:
         return self.stage(t, "train") / player / "adapter"
 
     def train_work(self, t: int, player: str) -> Path:
-        """Trainer checkpoints of one player's DPO job (what a requeued job resumes from)."""
+        """Trainer checkpoints of one player's DPO jobs, one folder per attempt (``train_attempt``)."""
         return self.stage(t, "train") / player / "work"
+
+    def train_attempt(self, t: int, player: str, attempt: str) -> Path:
+        """Checkpoints of one attempt at a player's DPO (a job id: a requeued job keeps it and resumes here;
+        a resubmitted unit is a new attempt, which starts from the newest checkpoint of the earlier ones)."""
+        return self.train_work(t, player) / attempt
 
     def train_stats(self, t: int, player: str) -> Path:
         return self.stage(t, "train") / player / "stats.json"

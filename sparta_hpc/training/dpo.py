@@ -2,8 +2,10 @@
 
 ``run_dpo_job`` trains the player's adapter (or a fresh LoRA) and publishes the result atomically. Trainer
 checkpoints go to ``work_dir`` every ``save_steps``; a rerun with the same ``work_dir`` resumes from the last
-complete checkpoint, which is how a preempted Slurm job continues. A rerun after the adapter was published
-returns the saved stats without training.
+complete checkpoint, which is how a preempted Slurm job continues (``adopt_checkpoint`` gives a resubmitted
+job, a new attempt with its own ``work_dir``, the newest checkpoint of the earlier attempts). An adapter that
+is already published (by an earlier run or another attempt at the same unit) is kept: the job returns without
+training, and an attempt that finishes second discards its own.
 
 Multi-rank: with ``train.num_ranks`` > 1 the job runs as that many processes (one per GPU), started by
 torchrun or as the tasks of one submitit job (Slurm ``--ntasks``, several nodes if needed), with DeepSpeed
@@ -16,12 +18,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.files import parse_records, staging_dir
+from sparta_hpc.files import canonical_adapter_config, parse_records, staging_dir
 
 REFERENCES = ("previous_iteration", "base")
 DEEPSPEED_DIR = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
@@ -130,10 +133,8 @@ def run_dpo_job(
     and ``seconds`` (the whole job). With several ranks, every rank calls this and gets rank 0's stats.
     """
     work, out = Path(work_dir), Path(adapter_out)
-    if out.exists():
-        if (out / "adapter_model.safetensors").is_file() and (work / STATS_FILE).is_file():
-            return json.loads((work / STATS_FILE).read_text())  # published by an earlier run of this job
-        raise FileExistsError(f"adapter_out={out} exists but was not written by this job; remove it")
+    if out.exists():  # published whole (one rename) by an earlier run of this job or by another attempt
+        return published_stats(work)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
     init_distributed(train, use_cpu)
@@ -211,6 +212,44 @@ def _pair(record: dict[str, Any]) -> dict[str, str]:
     if not all(isinstance(record.get(key), str) for key in _PAIR_FIELDS):
         raise ValueError("a pair needs string fields prompt, chosen and rejected")
     return {key: record[key] for key in _PAIR_FIELDS}
+
+
+def published_stats(work: Path) -> dict[str, Any]:
+    """The stats of the run that published the adapter: this attempt's, or another attempt's (a sibling
+    folder of ``work``); a stub when none is left (that run ended between publishing and saving them)."""
+    for candidate in [work, *sorted(p for p in work.parent.glob("*") if p.is_dir() and p != work)]:
+        if (candidate / STATS_FILE).is_file():
+            stats: dict[str, Any] = json.loads((candidate / STATS_FILE).read_text())
+            return stats
+    return {"published_by_another_attempt": True}
+
+
+def adopt_checkpoint(work: Path, attempts: Path) -> Path | None:
+    """Give a new attempt at a player's DPO the newest complete checkpoint of the earlier attempts.
+
+    ``attempts`` holds one folder per attempt (``work`` is one of them; checkpoints directly in ``attempts``
+    come from runs made before attempts had folders). Nothing is copied when ``work`` has a checkpoint of its
+    own (a requeued job). The copy is taken whole or not at all: another attempt may still be running and
+    rotating its checkpoints away. Returns the adopted checkpoint's copy, or None.
+    """
+    if last_checkpoint(work) is not None or not attempts.is_dir():
+        return None
+    found = [last_checkpoint(d) for d in [attempts, *attempts.iterdir()] if d.is_dir() and d != work]
+    newest = sorted((c for c in found if c is not None), key=_step, reverse=True)
+    for checkpoint in newest:
+        try:
+            with staging_dir(work / checkpoint.name) as tmp:
+                shutil.copytree(checkpoint, tmp, dirs_exist_ok=True)
+        except OSError:
+            continue  # rotated away while we copied: try the next one
+        return work / checkpoint.name
+    return None
+
+
+def _step(checkpoint: Path) -> int:
+    match = _CHECKPOINT.match(checkpoint.name)
+    assert match is not None  # last_checkpoint returns checkpoint-N folders only
+    return int(match.group(1))
 
 
 def last_checkpoint(work_dir: Path) -> Path | None:
@@ -349,6 +388,7 @@ def _publish_adapter(model: Any, out: Path) -> None:
 
     with staging_dir(out) as tmp:
         model.save_pretrained(tmp, selected_adapters=["default"])
+        canonical_adapter_config(tmp)
         (tmp / "README.md").unlink(missing_ok=True)
         weights = load_file(tmp / "adapter_model.safetensors")
         if not weights or any("lora_" not in key for key in weights):
