@@ -197,6 +197,17 @@ def canonical_adapter_config(folder: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
 
 
+def require_safetensors_adapter(path: str) -> str:
+    """``path`` if it is a LoRA adapter saved as safetensors; pickled weights (``adapter_model.bin``) are
+    refused, since loading a pickle can run any code."""
+    if not (Path(path) / "adapter_model.safetensors").is_file():
+        raise ValueError(
+            f"adapter {path} has no adapter_model.safetensors: sparta-hpc loads safetensors weights only "
+            "(convert a .bin one: PeftModel.from_pretrained(...).save_pretrained(safe_serialization=True))"
+        )
+    return path
+
+
 def remove_temporaries(folder: Path) -> list[Path]:
     """Remove the temporary files and folders that writers killed mid-write left under ``folder`` (the
     names ``_temporary_sibling`` and ``staging_dir`` give); call it when no writer can still be at work there.

@@ -27,6 +27,9 @@ class ModelConfig:
     """Directory of the base model (safetensors), or ``tiny`` for the built-in tiny base."""
     adapter: str | None = None
     """Directory of the player's LoRA adapter, ``tiny`` (random tiny adapter) or null (the bare base)."""
+    trust_remote_code: bool = False
+    """Let this model's repository run its own Python code when it is loaded (off: only the architectures
+    transformers and vLLM ship are loaded). A base shared by several models runs it if any of them says so."""
 
 
 @dataclass
@@ -39,8 +42,6 @@ class EngineConfig:
     """Weights dtype: float32, bfloat16 or float16."""
     batch_size: int = 8
     """Requests per forward batch (HF engine)."""
-    trust_remote_code: bool = False
-    """Allow model repositories to run their own code."""
     tensor_parallel_size: int = 1
     """vLLM: GPUs that share one engine (tensor parallelism); the generate/judge tasks ask for this many."""
     gpu_memory_utilization: float = 0.9
@@ -111,6 +112,7 @@ class ModelSpec:
     name: str
     base: str
     adapter: str | None = None
+    trust_remote_code: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

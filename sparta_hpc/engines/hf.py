@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sparta_hpc.engines.base import Completion, ExpectedScore, ModelSpec, Request, Sampling
+from sparta_hpc.files import require_safetensors_adapter
 
 if TYPE_CHECKING:
     import torch
@@ -65,7 +66,6 @@ class HFEngine:
         *,
         dtype: str = "float32",
         batch_size: int = 8,
-        trust_remote_code: bool = False,
     ) -> None:
         names = [m.name for m in models]
         if not models or len(set(names)) != len(names):
@@ -79,7 +79,7 @@ class HFEngine:
         self._bases: dict[str, _LoadedBase] = {}
         for base in dict.fromkeys(m.base for m in models):
             players = [m for m in models if m.base == base]
-            self._bases[base] = _load_base(base, players, dtype, trust_remote_code)
+            self._bases[base] = _load_base(base, players, dtype)
 
     def generate(self, requests: Sequence[Request], sampling: Sampling) -> list[Completion]:
         """Answer every request (any mix of players), in request order."""
@@ -245,11 +245,12 @@ def batch_seed(batch: Sequence[Request]) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def _load_base(base: str, players: list[ModelSpec], dtype: str, trust_remote_code: bool) -> _LoadedBase:
+def _load_base(base: str, players: list[ModelSpec], dtype: str) -> _LoadedBase:
     """Load a base and its tokenizer once, and every player's adapter on it under a safe internal name."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    trust_remote_code = any(p.trust_remote_code for p in players)
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
     model: Any = AutoModelForCausalLM.from_pretrained(
         base, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=trust_remote_code
@@ -260,9 +261,11 @@ def _load_base(base: str, players: list[ModelSpec], dtype: str, trust_remote_cod
 
         with_adapter = [(p.name, p.adapter) for p in players if p.adapter is not None]
         first, first_adapter = with_adapter[0]
-        model = PeftModel.from_pretrained(model, first_adapter, adapter_name=adapters[first])
+        model = PeftModel.from_pretrained(
+            model, require_safetensors_adapter(first_adapter), adapter_name=adapters[first]
+        )
         for name, adapter in with_adapter[1:]:
-            model.load_adapter(adapter, adapter_name=adapters[name])
+            model.load_adapter(require_safetensors_adapter(adapter), adapter_name=adapters[name])
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     eos_ids = eos_token_ids(base, tokenizer, model.generation_config.eos_token_id)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]

@@ -221,14 +221,15 @@ def _load_family(base: str, players: list[ModelSpec], engine: EngineConfig, shar
     from vllm import LLM
     from vllm.lora.request import LoRARequest
 
-    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=engine.trust_remote_code)
+    trust_remote_code = any(p.trust_remote_code for p in players)
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
     try:
         generation_eos = GenerationConfig.from_pretrained(base).eos_token_id
     except OSError:  # no generation_config.json
         generation_eos = None
     adapters = [p for p in players if p.adapter is not None]
     ranks = [check_adapter(p.adapter) for p in adapters if p.adapter is not None]
-    kwargs = _llm_kwargs(engine, share, ranks)
+    kwargs = _llm_kwargs(engine, share, ranks, trust_remote_code)
     llm = LLM(base, tokenizer=base, **kwargs)
     loras = {p.name: LoRARequest(p.name, i, p.adapter) for i, p in enumerate(adapters, 1)}
     return _Family(
@@ -236,12 +237,15 @@ def _load_family(base: str, players: list[ModelSpec], engine: EngineConfig, shar
     )
 
 
-def _llm_kwargs(engine: EngineConfig, share: float, ranks: list[int]) -> dict[str, Any]:
+def _llm_kwargs(
+    engine: EngineConfig, share: float, ranks: list[int], trust_remote_code: bool = False
+) -> dict[str, Any]:
     """``LLM(...)`` keyword arguments from the engine section; ``share`` of the memory for this family."""
     kwargs: dict[str, Any] = {
         "dtype": engine.dtype,
         "seed": 0,
-        "trust_remote_code": engine.trust_remote_code,
+        "load_format": "safetensors",  # never a pickled checkpoint: loading one can run any code
+        "trust_remote_code": trust_remote_code,
         "tensor_parallel_size": engine.tensor_parallel_size,
         "gpu_memory_utilization": engine.gpu_memory_utilization * share,
         "max_model_len": engine.max_model_len,

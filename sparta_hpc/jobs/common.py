@@ -51,8 +51,23 @@ def split_evenly(items: Sequence[Any], num_shards: int, shard: int) -> list[Any]
     return list(items[start : start + size + (1 if shard < extra else 0)])
 
 
-def player_specs(players: dict[str, dict[str, str | None]]) -> list[ModelSpec]:
-    return [ModelSpec(name=n, base=str(p["base"]), adapter=p["adapter"]) for n, p in players.items()]
+def player_specs(
+    players: dict[str, dict[str, str | None]],
+    trusted_bases: set[str] = frozenset(),  # type: ignore[assignment]
+) -> list[ModelSpec]:
+    """Engine specs of ``{name: {base, adapter}}``; a base in ``trusted_bases`` may run its own code."""
+    return [
+        ModelSpec(
+            name=n, base=str(p["base"]), adapter=p["adapter"], trust_remote_code=p["base"] in trusted_bases
+        )
+        for n, p in players.items()
+    ]
+
+
+def trusted_bases(cfg: SpartaConfig) -> set[str]:
+    """The bases of the models whose config entry sets ``trust_remote_code`` (players and the eval judge)."""
+    models = [*cfg.models, *([cfg.eval.judge_model] if cfg.eval.judge_model else [])]
+    return {m.base for m in models if m.trust_remote_code}
 
 
 def players_at(run: RunDir, t: int) -> dict[str, dict[str, str | None]]:
@@ -60,19 +75,14 @@ def players_at(run: RunDir, t: int) -> dict[str, dict[str, str | None]]:
 
 
 def load_engine(cfg: SpartaConfig, players: dict[str, dict[str, str | None]]) -> Any:
-    specs = player_specs(players)
+    specs = player_specs(players, trusted_bases(cfg))
     if cfg.engine.kind == "vllm":
         from sparta_hpc.engines.vllm import VLLMEngine
 
         return VLLMEngine(specs, cfg.engine)
     from sparta_hpc.engines.hf import HFEngine
 
-    return HFEngine(
-        specs,
-        dtype=cfg.engine.dtype,
-        batch_size=cfg.engine.batch_size,
-        trust_remote_code=cfg.engine.trust_remote_code,
-    )
+    return HFEngine(specs, dtype=cfg.engine.dtype, batch_size=cfg.engine.batch_size)
 
 
 def has_cuda() -> bool:

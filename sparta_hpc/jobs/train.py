@@ -16,7 +16,8 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
     if out.exists() and run.train_stats(t, player).exists():
         return read_json(run.train_stats(t, player))
     set_threads(cfg, "train")
-    from sparta_hpc.training.dpo import adopt_checkpoint, run_dpo_job
+    from sparta_hpc.training.checkpoints import adopt_checkpoint
+    from sparta_hpc.training.dpo import run_dpo_job
 
     work = run.train_attempt(t, player, attempt_id())
     adopt_checkpoint(work, run.train_work(t, player))

@@ -17,22 +17,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.files import canonical_adapter_config, parse_records, staging_dir
+from sparta_hpc.files import canonical_adapter_config, parse_records, require_safetensors_adapter, staging_dir
+from sparta_hpc.training.checkpoints import STATS_FILE, last_checkpoint, published_stats
 
 REFERENCES = ("previous_iteration", "base")
 DEEPSPEED_DIR = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 """Names for the shipped ``configs/deepspeed/<name>.json`` (``train.deepspeed``)."""
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
-STATS_FILE = "dpo_stats.json"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 
@@ -214,54 +211,6 @@ def _pair(record: dict[str, Any]) -> dict[str, str]:
     return {key: record[key] for key in _PAIR_FIELDS}
 
 
-def published_stats(work: Path) -> dict[str, Any]:
-    """The stats of the run that published the adapter: this attempt's, or another attempt's (a sibling
-    folder of ``work``); a stub when none is left (that run ended between publishing and saving them)."""
-    for candidate in [work, *sorted(p for p in work.parent.glob("*") if p.is_dir() and p != work)]:
-        if (candidate / STATS_FILE).is_file():
-            stats: dict[str, Any] = json.loads((candidate / STATS_FILE).read_text())
-            return stats
-    return {"published_by_another_attempt": True}
-
-
-def adopt_checkpoint(work: Path, attempts: Path) -> Path | None:
-    """Give a new attempt at a player's DPO the newest complete checkpoint of the earlier attempts.
-
-    ``attempts`` holds one folder per attempt (``work`` is one of them; checkpoints directly in ``attempts``
-    come from runs made before attempts had folders). Nothing is copied when ``work`` has a checkpoint of its
-    own (a requeued job). The copy is taken whole or not at all: another attempt may still be running and
-    rotating its checkpoints away. Returns the adopted checkpoint's copy, or None.
-    """
-    if last_checkpoint(work) is not None or not attempts.is_dir():
-        return None
-    found = [last_checkpoint(d) for d in [attempts, *attempts.iterdir()] if d.is_dir() and d != work]
-    newest = sorted((c for c in found if c is not None), key=_step, reverse=True)
-    for checkpoint in newest:
-        try:
-            with staging_dir(work / checkpoint.name) as tmp:
-                shutil.copytree(checkpoint, tmp, dirs_exist_ok=True)
-        except OSError:
-            continue  # rotated away while we copied: try the next one
-        return work / checkpoint.name
-    return None
-
-
-def _step(checkpoint: Path) -> int:
-    match = _CHECKPOINT.match(checkpoint.name)
-    assert match is not None  # last_checkpoint returns checkpoint-N folders only
-    return int(match.group(1))
-
-
-def last_checkpoint(work_dir: Path) -> Path | None:
-    """The newest ``checkpoint-N`` in ``work_dir`` that was fully written (its trainer_state.json is last)."""
-    steps = []
-    for path in work_dir.iterdir() if work_dir.is_dir() else []:
-        match = _CHECKPOINT.match(path.name)
-        if match and (path / "trainer_state.json").is_file():
-            steps.append((int(match.group(1)), path))
-    return max(steps)[1] if steps else None
-
-
 def _build_trainer(
     train: TrainConfig,
     base: str,
@@ -292,7 +241,7 @@ def _build_trainer(
             target_modules=list(train.lora_targets), task_type="CAUSAL_LM",
         )  # fmt: skip
     else:
-        model = PeftModel.from_pretrained(model, adapter_in, is_trainable=True)
+        model = PeftModel.from_pretrained(model, require_safetensors_adapter(adapter_in), is_trainable=True)
     dataset = Dataset.from_list([_format_pair(tokenizer, pair) for pair in pairs])
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sparta_hpc.files import publish_text, remove_temporaries, sha256_path, staging_dir
-from sparta_hpc.training.dpo import adopt_checkpoint, last_checkpoint, published_stats
+from sparta_hpc.training.checkpoints import adopt_checkpoint, last_checkpoint, published_stats
 
 ROOT = Path(__file__).resolve().parents[2]
 MINI = ["run.iterations=1", "plan.num_prompts=6", "generate.max_new_tokens=8", "train.max_length=64"]
