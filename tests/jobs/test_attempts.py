@@ -27,20 +27,6 @@ def test_publish_text_publishes_once_and_keeps_the_first(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == ["shard.jsonl"]  # no temporary left
 
 
-def test_published_files_follow_the_umask(tmp_path: Path) -> None:
-    publish_text(tmp_path / "a.json", "{}")
-    with staging_dir(tmp_path / "adapter") as tmp:
-        (tmp / "w").write_text("x")
-    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
-    assert (tmp_path / "adapter").stat().st_mode & 0o777 == 0o777 & ~_umask()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def test_a_second_directory_publish_keeps_the_first(tmp_path: Path) -> None:
     out = tmp_path / "adapter"
     for content in ("first", "second"):
