@@ -10,9 +10,11 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from sparta_hpc.errors import RecordError
+from sparta_hpc.errors import RecordError, SpartaError
+
+BOM = b"\xef\xbb\xbf"
 
 
 @contextmanager
@@ -55,10 +57,41 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    raw = path.read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise RecordError(f"{path}:{line}: {_not_utf8(raw, e)}") from None
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+
+
+def _not_utf8(raw: bytes, e: UnicodeDecodeError) -> str:
+    line_start = raw.rfind(b"\n", 0, e.start) + 1
+    return f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start - line_start + 1})"
+
+
+def text_lines(
+    f: IO[bytes], path: Path, error: type[SpartaError], max_bytes: int | None = None
+) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line of a binary file. A line that is not UTF-8, starts with a byte
+    order mark or is longer than ``max_bytes`` (newline not counted) raises ``error`` naming ``path:line``;
+    never holds more than one line (of at most ``max_bytes + 1`` bytes) in memory."""
+    lineno = 0
+    while True:
+        raw = f.readline(-1 if max_bytes is None else max_bytes + 1)
+        if not raw:
+            return
+        lineno += 1
+        if max_bytes is not None and len(raw) > max_bytes and not raw.endswith(b"\n"):
+            raise error(f"{path}:{lineno}: line longer than {max_bytes} bytes (the limit of one record)")
+        if lineno == 1 and raw.startswith(BOM):
+            raise error(f"{path}:1: starts with a UTF-8 byte order mark (BOM); save the file without it")
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise error(f"{path}:{lineno}: {_not_utf8(raw, e)}") from None
 
 
 def jsonl_text(records: Iterable[dict[str, Any]]) -> str:
@@ -77,8 +110,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def _numbered_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, record)`` of every non-blank line."""
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, line in text_lines(f, path, RecordError):
             if not line.strip():
                 continue
             try:
