@@ -62,8 +62,11 @@ def load_config(
     shapes = [f"{origin}: {p}" for origin, layer in layers for p in _shape_problems(layer, schema)]
     if shapes:
         raise ConfigError("; ".join(shapes))
-    profile = OmegaConf.select(OmegaConf.merge(user, cli), "run.profile", default="paper")
-    if profile not in PROFILES:
+    try:
+        profile = OmegaConf.select(OmegaConf.merge(user, cli), "run.profile", default="paper")
+    except (TypeError, OmegaConfBaseException) as e:  # shapes are checked above; never a raw traceback
+        raise ConfigError(f"{path} with the command line: {_first_line(e)}") from None
+    if not isinstance(profile, str) or profile not in PROFILES:
         raise ConfigError(f"run.profile={profile!r} is not valid; allowed values: {', '.join(PROFILES)}")
     profile_preset = OmegaConf.from_dotlist([f"{k}={_dot_value(v)}" for k, v in PROFILES[profile].items()])
     try:

@@ -22,7 +22,7 @@ import yaml
 
 from sparta_hpc import cli
 from sparta_hpc.config import check_paths, load_config
-from sparta_hpc.errors import ConfigChanged, ConfigError, RecordError, SpartaError
+from sparta_hpc.errors import ConfigChanged, ConfigError, RecordError, SpartaError, StateError
 from sparta_hpc.run import iteration, launcher
 from tests.bad_inputs import copy_run_dir, make_run_dir, no_work, snapshot
 
@@ -95,6 +95,11 @@ CONFIG_FILE = "$CONFIG"
 """Placeholder of the case's config file path in expected fragments."""
 
 
+def _drop_state_keys(path: Path, *keys: str) -> None:
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in state.items() if k not in keys}))
+
+
 def file_case(id: str, config: dict[str, Any] | str | bytes, *names: str, **kw: Any) -> Case:
     """A config file with one thing wrong (a dict is merged into GOOD, text is the whole file)."""
     return Case(id, names, config, **kw)
@@ -148,6 +153,7 @@ CASES = [
     file_case("engine-kind", {"engine": {"kind": "tpu"}}, "engine.kind='tpu'", "allowed values: hf, vllm"),
     cli_case("judge-method", "judge.method=vote", "judge.method='vote'", "allowed values: generate, logprob"),
     file_case("run-profile", {"run": {"profile": "mine"}}, "run.profile='mine'", "paper, released"),
+    cli_case("run-profile-a-list", "run.profile=[paper]", "run.profile=", "allowed values: paper, released"),
     file_case(
         "cluster-backend", {"cluster": {"backend": "k8s"}}, "cluster.backend='k8s'", "inline, local, slurm"
     ),
@@ -258,6 +264,18 @@ CASES = [
         ("run/state.json:1: not valid JSON",),
         error=RecordError,
         damage=lambda run: (run / "state.json").write_text('{"schema_version": '),
+    ),
+    Case(
+        "state-a-list",
+        ("run/state.json: expected a JSON object, got list",),
+        error=StateError,
+        damage=lambda run: (run / "state.json").write_text("[]\n"),
+    ),
+    Case(
+        "state-without-keys",
+        ("run/state.json: missing keys ['iteration', 'stages']",),
+        error=StateError,
+        damage=lambda run: _drop_state_keys(run / "state.json", "iteration", "stages"),
     ),
     Case(
         "corrupt-saved-config",
