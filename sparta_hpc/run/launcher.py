@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sparta_hpc.config import DEFAULT_CONFIG, SpartaConfig, check_paths, config_hash, load_config
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.run import control, iteration
 from sparta_hpc.run.resume import check_resumable
 from sparta_hpc.store.rundir import RunDir
@@ -89,6 +90,8 @@ def start(
     data the plan and evaluate stages will read, and that an existing run directory may be continued."""
     log = log or (lambda s: print(s, flush=True))
     cfg = spec.load()
+    if spec.detach and cfg.cluster.backend != "slurm":
+        raise ConfigError("--detach submits the launcher to Slurm: use it with --cluster slurm")
     check_paths(cfg)
     check_task_data(cfg.task, cfg.eval, cfg.run.seed)
     run_dir = spec.run_directory(cfg)

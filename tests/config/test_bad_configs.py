@@ -77,6 +77,8 @@ class Case:
     error: type[SpartaError] = ConfigError
     damage: Callable[[Path], None] | None = None
     """Changes the (copied) existing run directory before the launch, for run-directory cases."""
+    detach: bool = False
+    """Launch with ``--detach``."""
 
     def text(self) -> bytes:
         if isinstance(self.config, bytes):
@@ -251,6 +253,7 @@ CASES = [
     cli_case("override-value-not-yaml", "eval.splits=[val", "command line: eval.splits=[val: not valid YAML"),
     Case("missing-preset", ("cluster preset 'nosuch' not found", "available: a100x16"), preset="nosuch"),
     cli_case("two-presets", "cluster=a100x16", "two cluster presets given", preset="local-slurm"),
+    Case("detach-without-slurm", ("--detach submits the launcher to Slurm",), detach=True),
     # ---- the existing run directory (checked before the launcher takes its lock)
     cli_case(
         "changed-config",
@@ -364,7 +367,11 @@ def test_bad_config_is_refused_before_any_work(
     before = snapshot(run)
     config, overrides = _launch_args(case, assets, tmp_path)
     spec = launcher.LaunchSpec(
-        config=str(config), overrides=tuple(overrides), preset=case.preset, run_dir=str(run)
+        config=str(config),
+        overrides=tuple(overrides),
+        preset=case.preset,
+        run_dir=str(run),
+        detach=case.detach,
     )
     with pytest.raises(SpartaError) as info:
         launcher.start(spec, log=lambda s: None)
@@ -377,7 +384,9 @@ def test_bad_config_is_refused_before_any_work(
 
 
 CLI_CASES = [
-    c for c in CASES if c.id in {"str-for-int", "every-bad-path-at-once", "not-yaml", "missing-preset"}
+    c
+    for c in CASES
+    if c.id in {"str-for-int", "every-bad-path-at-once", "not-yaml", "missing-preset", "detach-without-slurm"}
 ]
 CLI_CASES += [c for c in CASES if c.error is not ConfigError]
 
@@ -398,6 +407,7 @@ def test_the_cli_prints_the_refusal_as_one_line(
     before = snapshot(run)
     config, overrides = _launch_args(case, assets, tmp_path)
     preset = ["--cluster-preset", case.preset] if case.preset else []
+    preset += ["--detach"] if case.detach else []
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["run", "--config", str(config), "--run-dir", str(run), *preset, *overrides])
     err = capsys.readouterr().err
