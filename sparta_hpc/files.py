@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sparta_hpc.errors import RecordError
+
+BOM = b"\xef\xbb\xbf"
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -89,10 +91,41 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    raw = path.read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise RecordError(f"{path}:{line}: {_not_utf8(raw, e)}") from None
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+
+
+def _not_utf8(raw: bytes, e: UnicodeDecodeError) -> str:
+    line_start = raw.rfind(b"\n", 0, e.start) + 1
+    return f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start - line_start + 1})"
+
+
+def text_lines(
+    f: IO[bytes], path: Path, error: Callable[[str], Exception] = RecordError, max_bytes: int | None = None
+) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line of a binary file. A line that is not UTF-8, starts with a byte
+    order mark or is longer than ``max_bytes`` (newline not counted) raises ``error`` naming ``path:line``;
+    never holds more than one line (of at most ``max_bytes + 1`` bytes) in memory."""
+    lineno = 0
+    while True:
+        raw = f.readline(-1 if max_bytes is None else max_bytes + 1)
+        if not raw:
+            return
+        lineno += 1
+        if max_bytes is not None and len(raw) > max_bytes and not raw.endswith(b"\n"):
+            raise error(f"{path}:{lineno}: line longer than {max_bytes} bytes (the limit of one record)")
+        if lineno == 1 and raw.startswith(BOM):
+            raise error(f"{path}:1: starts with a UTF-8 byte order mark (BOM); save the file without it")
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise error(f"{path}:{lineno}: {_not_utf8(raw, e)}") from None
 
 
 def jsonl_text(records: Iterable[dict[str, Any]]) -> str:
@@ -117,16 +150,19 @@ def jsonl_lines(
     lines: Iterable[str] | None = None,
     keep_bad: bool = False,
     error: Callable[[str], Exception] = RecordError,
+    max_bytes: int | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """``(line number, decoded JSON value)`` of every non-blank line of a JSONL file, in file order.
 
     A line that is not valid JSON raises ``error("path:line: not valid JSON: <why>")``, or with ``keep_bad``
     comes as ``(line, BadLine)``. ``lines``: the file's lines where the caller has opened or read it already
-    (default: ``path`` read as UTF-8). The one JSONL reader: every other one builds on it.
+    (default: ``path`` read through ``text_lines``: UTF-8, no BOM, lines of at most ``max_bytes``). The one
+    JSONL reader: every other one builds on it.
     """
     if lines is None:
-        with open(path, encoding="utf-8") as f:
-            yield from jsonl_lines(path, lines=f, keep_bad=keep_bad, error=error)
+        with open(path, "rb") as f:
+            decoded = (text for _, text in text_lines(f, path, error, max_bytes))
+            yield from jsonl_lines(path, lines=decoded, keep_bad=keep_bad, error=error)
         return
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -137,6 +173,8 @@ def jsonl_lines(
             if not keep_bad:
                 raise error(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
             value = BadLine(f"not valid JSON: {e.msg}")
+        except RecursionError:
+            raise error(f"{path}:{lineno}: JSON nested too deeply") from None
         yield lineno, value
 
 

@@ -5,18 +5,20 @@ overrides, validated before any work starts; then the resolved YAML, the config 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sparta_hpc.cluster.resources import check_preset, check_resource_keys, preset_path, split_preset
 from sparta_hpc.config.schema import SpartaConfig
-from sparta_hpc.engines.base import TINY
+from sparta_hpc.engines.base import ModelConfig, adapter_problems, base_problems
 from sparta_hpc.errors import ConfigError
 from sparta_hpc.method.settings import PROFILES
 
@@ -57,14 +59,21 @@ def load_config(
         check_resource_keys(layers)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    profile = OmegaConf.select(OmegaConf.merge(user, cli), "run.profile", default="paper")
-    if profile not in PROFILES:
-        raise ConfigError(f"run.profile={profile!r} is not valid; allowed values: {', '.join(PROFILES)}")
     schema = OmegaConf.structured(SpartaConfig)
+    shapes = [f"{origin}: {p}" for origin, layer in layers for p in _shape_problems(layer, schema)]
+    if shapes:
+        raise ConfigError("; ".join(shapes))
+    try:
+        profile = OmegaConf.select(OmegaConf.merge(user, cli), "run.profile", default="paper")
+    except (TypeError, OmegaConfBaseException) as e:  # shapes are checked above; never a raw traceback
+        raise ConfigError(f"{path} with the command line: {_first_line(e)}") from None
+    if not isinstance(profile, str) or profile not in PROFILES:
+        raise ConfigError(f"run.profile={profile!r} is not valid; allowed values: {', '.join(PROFILES)}")
     try:
         merged = OmegaConf.merge(schema, _profile_preset(profile))
         for origin, layer in layers:
             merged = _merge(merged, layer, origin)
+        _check_models_complete(merged)
         cfg = OmegaConf.to_object(merged)
     except ConfigError:
         raise
@@ -106,15 +115,106 @@ def _dot_value(v: Any) -> str:
 
 
 def _read_yaml(path: Path) -> Any:
+    """A YAML file whose top level is a mapping; every error names the file (and the line where known)."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = OmegaConf.load(path)
-    except Exception as e:  # yaml errors carry the line
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not OmegaConf.is_dict(data):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    return data
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            return OmegaConf.create()
+        if not isinstance(root, yaml.MappingNode):
+            kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+            line = root.start_mark.line + 1
+            raise ConfigError(f"{path}:{line}: the top level must be a mapping of sections, not {kind}")
+        return OmegaConf.load(io.StringIO(text))
+    except yaml.YAMLError as e:
+        at, problem = _yaml_problem(e)
+        raise ConfigError(f"{path}{'' if at is None else f':{at}'}: not valid YAML: {problem}") from None
+    except ConfigError:
+        raise
+    except Exception as e:  # OmegaConf's own refusals (e.g. too many alias expansions)
+        raise ConfigError(f"{path}: not a valid config: {_first_line(e)}") from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> tuple[int | None, str]:
+    """The 1-based line of a YAML error (None if unknown) and its problem, with the context's line."""
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or _first_line(e)
+    context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    inside = f" ({context} at line {context_mark.line + 1})" if context and context_mark is not None else ""
+    return (mark.line + 1 if mark is not None else None), f"{problem}{inside}"
+
+
+def _shape_problems(layer: Any, schema: Any, prefix: str = "") -> list[str]:
+    """Values of a layer that cannot merge into the schema, each named by its key: a scalar where the schema
+    has a section, anything but a list of ``{name, base, adapter}`` mappings for ``models``, an unknown key of
+    a model (unknown keys elsewhere are named by the merge)."""
+    problems: list[str] = []
+    for key in layer:
+        if key not in schema:
+            continue
+        value, sub, name = layer[key], schema[key], f"{prefix}{key}"
+        if name == "models":
+            problems += _models_problems(value)
+        elif name == "eval.judge_model" and value is not None:
+            problems += _model_problems(name, value)
+        elif OmegaConf.is_dict(sub) and not OmegaConf.is_dict(value):
+            problems.append(f"{name} must be a section (a mapping of keys), got {_kind(value)}")
+        elif OmegaConf.is_dict(sub) and sub:
+            problems += _shape_problems(value, sub, f"{name}.")
+        elif OmegaConf.is_list(sub) and not OmegaConf.is_list(value):
+            problems.append(f"{name} must be a list, got {_kind(value)}")
+    return problems
+
+
+def _models_problems(value: Any) -> list[str]:
+    if not OmegaConf.is_list(value):
+        return [
+            f"models must be a list of {{name, base, adapter}}, got {_kind(value)} "
+            "(on the command line, give the whole list: models=[{name: a, base: tiny}, ...])"
+        ]
+    return [p for i, m in enumerate(value) for p in _model_problems(f"models[{i}]", m)]
+
+
+MODEL_KEYS = tuple(f.name for f in fields(ModelConfig))
+
+
+def _model_problems(name: str, value: Any) -> list[str]:
+    if not OmegaConf.is_dict(value):
+        return [f"{name} must be a mapping {{name, base, adapter}}, got {_kind(value)}"]
+    return [
+        f"unknown key '{name}.{k}'; valid keys of a model: {', '.join(MODEL_KEYS)}"
+        for k in value
+        if k not in MODEL_KEYS
+    ]
+
+
+def _kind(value: Any) -> str:
+    if OmegaConf.is_dict(value):
+        return "a mapping"
+    if OmegaConf.is_list(value):
+        return "a list"
+    return f"{value!r}"
+
+
+def _check_models_complete(merged: Any) -> None:
+    """Every model names its ``name`` and ``base`` (the schema has no default for them)."""
+    models = [(f"models[{i}]", m) for i, m in enumerate(merged.models)]
+    if merged.eval.judge_model is not None:
+        models.append(("eval.judge_model", merged.eval.judge_model))
+    missing = [f"{name}.{k}" for name, m in models for k in ("name", "base") if OmegaConf.is_missing(m, k)]
+    if missing:
+        raise ConfigError(
+            f"missing {', '.join(missing)}: every model needs a name and a base (a directory or tiny)"
+        )
 
 
 def _parse_overrides(overrides: list[str]) -> Any:
@@ -123,6 +223,13 @@ def _parse_overrides(overrides: list[str]) -> Any:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. plan.alpha=0.5)")
     try:
         return OmegaConf.from_dotlist(overrides)
+    except yaml.YAMLError:  # a value that is not YAML: name the override
+        for item in overrides:
+            try:
+                OmegaConf.from_dotlist([item])
+            except yaml.YAMLError as e:
+                raise ConfigError(f"command line: {item}: not valid YAML: {_yaml_problem(e)[1]}") from None
+        raise
     except OmegaConfBaseException as e:
         raise ConfigError(f"command line: {_first_line(e)}") from None
 
@@ -130,6 +237,8 @@ def _parse_overrides(overrides: list[str]) -> Any:
 def _merge(base: Any, other: Any, origin: str) -> Any:
     try:
         return OmegaConf.merge(base, other)
+    except TypeError as e:  # a container where the schema has another kind (not caught by _shape_problems)
+        raise ConfigError(f"{origin}: {e}") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         msg = _first_line(e)
@@ -182,25 +291,44 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def check_paths(cfg: SpartaConfig) -> None:
-    """Every model path that is not ``tiny`` must exist; a missing one is named with its key."""
+    """Every path the run will read exists and is what its key says, reported all at once in one ConfigError
+    that names each bad key: model bases (a folder with ``config.json``) and LoRA adapters (of that base),
+    the task's data folder and the split files the run reads, a DeepSpeed JSON. Cheap: no weights are read.
+    """
+    problems: list[str] = []
     for i, m in enumerate(cfg.models):
-        for key, value in (("base", m.base), ("adapter", m.adapter)):
-            if value is None or value == TINY:
-                continue
-            if not Path(value).exists():
-                raise ConfigError(f"models[{i}].{key}={value!r} ({m.name}): path does not exist")
+        problems += _model_path_problems(f"models[{i}]", m, f" ({m.name})")
     if cfg.task.name != "synthetic":
-        if cfg.task.data_dir is None:
-            raise ConfigError(f"task.data_dir is required for task.name={cfg.task.name!r}")
-        splits = ["train", *(cfg.eval.splits if cfg.eval.every else [])]
-        for split in splits:
-            path = Path(cfg.task.data_dir) / cfg.task.name / f"{split}.jsonl"
-            if not path.is_file():
-                raise ConfigError(
-                    f"task.data_dir={cfg.task.data_dir!r}: {path} does not exist (run prepare-data)"
-                )
+        problems += _task_path_problems(cfg)
     judge = cfg.eval.judge_model
     if cfg.eval.every and cfg.task.name == "alpaca" and judge is not None:
-        for key, value in (("base", judge.base), ("adapter", judge.adapter)):
-            if value is not None and value != TINY and not Path(value).exists():
-                raise ConfigError(f"eval.judge_model.{key}={value!r}: path does not exist")
+        problems += _model_path_problems("eval.judge_model", judge, "")
+    deepspeed = cfg.train.deepspeed_config
+    if deepspeed is not None and not Path(deepspeed).is_file():
+        problems.append(f"train.deepspeed={cfg.train.deepspeed!r}: path does not exist")
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} bad paths: " + "; ".join(problems))
+
+
+def _model_path_problems(key: str, m: ModelConfig, label: str) -> list[str]:
+    return [f"{key}.base={m.base!r}{label}: {p}" for p in base_problems(m.base)] + [
+        f"{key}.adapter={m.adapter!r}{label}: {p}" for p in adapter_problems(m.adapter, m.base)
+    ]
+
+
+def _task_path_problems(cfg: SpartaConfig) -> list[str]:
+    task = cfg.task
+    if task.data_dir is None:
+        return [f"task.data_dir is required for task.name={task.name!r} (a folder written by prepare-data)"]
+    if not Path(task.data_dir).is_dir():
+        return [f"task.data_dir={task.data_dir!r}: folder does not exist (run prepare-data)"]
+    problems = []
+    for split in ["train", *(cfg.eval.splits if cfg.eval.every else [])]:
+        path = Path(task.data_dir) / task.name / f"{split}.jsonl"
+        if path.exists() and not path.is_file():
+            problems.append(f"task.data_dir={task.data_dir!r}: {path} is not a file")
+        elif not path.exists():
+            problems.append(f"task.data_dir={task.data_dir!r}: {path} does not exist (run prepare-data)")
+    return problems

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from omegaconf import MISSING
 
@@ -15,6 +19,13 @@ TINY = "tiny"
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The LoRA ranks vLLM can reserve room for (``engine.max_lora_rank``)."""
+HIDDEN_INPUT_MODULES = frozenset(
+    ("q_proj", "k_proj", "v_proj", "qkv_proj", "gate_proj", "up_proj", "gate_up_proj", "lm_head")
+)
+"""Modules (Llama, Qwen, Mistral, Gemma, Phi-3 names) whose input is the hidden state: a LoRA A matrix on one
+of them is ``hidden_size`` wide. Any other module's must be one of the base's sizes."""
+MAX_SAFETENSORS_HEADER = 100 << 20
+"""A safetensors JSON header larger than this is refused (the format's own limit)."""
 
 
 @dataclass
@@ -104,6 +115,9 @@ class TinyConfig:
     lora_rank: int = 8
     """Rank of the random tiny adapters."""
 
+    def __post_init__(self) -> None:
+        require_positive("tiny", self, ("lora_rank",))
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
@@ -182,3 +196,131 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the models."""
         ...
+
+
+# ---------------------------------------------------------------- cheap checks of model directories
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, tensor name -> ``{dtype, shape, data_offsets}``, without reading
+    the weights; ValueError when the file is not safetensors."""
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError("too short for a safetensors file")
+        (size,) = struct.unpack("<Q", head)
+        if size > MAX_SAFETENSORS_HEADER:
+            raise ValueError(f"header of {size} bytes; not a safetensors file")
+        try:
+            header = json.loads(f.read(size))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("header is not JSON; not a safetensors file") from None
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object; not a safetensors file")
+    return header
+
+
+def base_problems(base: str) -> list[str]:
+    """Why ``base`` is not a base model directory (``tiny`` always is one); reads only its ``config.json``."""
+    if base == TINY:
+        return []
+    path = Path(base)
+    if not path.exists():
+        return ["path does not exist"]
+    if not path.is_dir():
+        return ["not a directory (a base model is a folder holding config.json and the weights)"]
+    try:
+        _model_config(path)
+    except ValueError as e:
+        return [str(e)]
+    return []
+
+
+def adapter_problems(adapter: str | None, base: str) -> list[str]:
+    """Why ``adapter`` is not a LoRA adapter of ``base`` (null and ``tiny`` always are).
+
+    Cheap, never loads weights: reads ``adapter_config.json`` (``peft_type`` must be ``LORA``), the header of
+    ``adapter_model.safetensors`` and the base's ``config.json``. Every ``lora_A`` matrix takes the input of a
+    module of the base, so its width must be ``hidden_size`` on a module that reads the hidden state
+    (``HIDDEN_INPUT_MODULES``) and one of the base's sizes elsewhere (``*_size``, ``*_dim``, heads x
+    ``head_dim``); every layer index must be below ``num_hidden_layers``. An adapter of another base fails.
+    ``adapter_model.bin`` (pickled) adapters get the config checks only."""
+    if adapter is None or adapter == TINY:
+        return []
+    path = Path(adapter)
+    if not path.exists():
+        return ["path does not exist"]
+    config_file = path / "adapter_config.json"
+    if not path.is_dir() or not config_file.is_file():
+        return ["not a LoRA adapter: no adapter_config.json (a PEFT adapter folder has one)"]
+    try:
+        config = _json_object(config_file)
+    except ValueError as e:
+        return [str(e)]
+    if config.get("peft_type") != "LORA":
+        return [f"not a LoRA adapter: {config_file.name} has peft_type={config.get('peft_type')!r}"]
+    weights = path / "adapter_model.safetensors"
+    if not weights.is_file():
+        has_bin = (path / "adapter_model.bin").is_file()
+        return [] if has_bin else ["not a LoRA adapter: no adapter_model.safetensors (nor .bin)"]
+    try:
+        header = safetensors_header(weights)
+    except (OSError, ValueError) as e:
+        return [f"{weights.name}: {e}"]
+    if base == TINY or base_problems(base):
+        return []  # the tiny base is built later; a bad base is reported on its own key
+    mismatch = _shape_mismatch(header, _model_config(Path(base)))
+    if mismatch is None:
+        return []
+    made_for = config.get("base_model_name_or_path")
+    return [f"made for another base{f' ({made_for})' if made_for else ''}: {mismatch}"]
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return value
+
+
+def _model_config(path: Path) -> dict[str, Any]:
+    """The ``config.json`` of a base directory (its ``text_config`` merged over it for multimodal models)."""
+    if not (path / "config.json").is_file():
+        raise ValueError("not a model directory: no config.json")
+    config = _json_object(path / "config.json")
+    text = config.get("text_config")
+    return {**config, **text} if isinstance(text, dict) else config
+
+
+def _shape_mismatch(header: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """The first LoRA tensor of ``header`` that cannot belong to the model of ``config``; None if all fit."""
+
+    def size(key: str) -> int | None:
+        value = config.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+    hidden = size("hidden_size")
+    if hidden is None:
+        return None  # an architecture without hidden_size: nothing to compare
+    widths = {size(k) for k in config if k.endswith(("_size", "_dim"))}
+    heads = size("num_attention_heads")
+    head_dim = size("head_dim") or (hidden // heads if heads else None)
+    if head_dim:
+        widths |= {n * head_dim for n in (heads, size("num_key_value_heads")) if n}
+    layers = size("num_hidden_layers")
+    for name, info in header.items():
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not name.endswith(".lora_A.weight") or not isinstance(shape, list) or len(shape) != 2:
+            continue
+        module = name.removesuffix(".lora_A.weight").rsplit(".", 1)[-1]
+        if shape[1] != hidden and (module in HIDDEN_INPUT_MODULES or shape[1] not in widths):
+            return f"{name} has shape {shape} ({shape[1]} inputs), but the base has hidden_size={hidden}"
+        layer = re.search(r"\.layers\.(\d+)\.", name)
+        if layer and layers is not None and int(layer.group(1)) >= layers:
+            return f"{name} is in layer {layer.group(1)}, but the base has num_hidden_layers={layers}"
+    return None

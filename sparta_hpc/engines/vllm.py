@@ -27,13 +27,20 @@ import gc
 import json
 import math
 import os
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparta_hpc.engines.base import VLLM_LORA_RANKS, Completion, ExpectedScore, ModelSpec, Request, Sampling
+from sparta_hpc.engines.base import (
+    VLLM_LORA_RANKS,
+    Completion,
+    ExpectedScore,
+    ModelSpec,
+    Request,
+    Sampling,
+    safetensors_header,
+)
 from sparta_hpc.engines.hf import ScoreTokens, encode_prompt, eos_token_ids, score_tokens
 
 if TYPE_CHECKING:
@@ -200,9 +207,7 @@ def array_task_index() -> int:
 
 def _safetensors_keys(path: Path) -> list[str]:
     """Tensor names from a safetensors file's JSON header."""
-    with path.open("rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        return list(json.loads(f.read(size)))
+    return list(safetensors_header(path))
 
 
 def _set_environment(engine: EngineConfig, task_index: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sparta_hpc.cluster.sacct import Sacct, scancel
 from sparta_hpc.config import SpartaConfig
-from sparta_hpc.errors import ConfigError, LockHeld, SlurmError, StateError
+from sparta_hpc.errors import LockHeld, SlurmError, StateError
 from sparta_hpc.files import read_json, write_json
 from sparta_hpc.run.scheduler import FILE_CHECK_S
 from sparta_hpc.store.rundir import RunDir
@@ -33,11 +33,10 @@ def detach(cfg: SpartaConfig, run: RunDir, entry: Callable[[Any], int], spec: An
     """Submit the launcher as a Slurm job running ``entry(spec)``; returns its job id.
 
     Refuses while another launcher drives the run: a live process holding the lock, or a live launcher job.
+    ``launcher.start`` has checked that ``cfg`` runs on Slurm.
     """
     from sparta_hpc.cluster import executor
 
-    if cfg.cluster.backend != "slurm":
-        raise ConfigError("--detach submits the launcher to Slurm: use it with --cluster slurm")
     with LauncherLock(run):  # raises LockHeld, naming the holder, while a launcher process drives the run
         pass
     previous = detached_job(run)

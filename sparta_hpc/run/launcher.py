@@ -14,8 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sparta_hpc.config import DEFAULT_CONFIG, SpartaConfig, check_paths, config_hash, load_config
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.run import control, iteration
+from sparta_hpc.run.resume import check_resumable
 from sparta_hpc.store.rundir import RunDir
+from sparta_hpc.tasks.evaluation import check_task_data
 
 RUN_EPILOG = (
     "Overrides: key=value pairs after the options, e.g. plan.alpha=0.5 run.iterations=2; "
@@ -81,11 +84,18 @@ def spec_from_args(args: argparse.Namespace) -> LaunchSpec:
 def start(
     spec: LaunchSpec, *, log: Callable[[str], None] | None = None, launcher_job: str | None = None
 ) -> int:
-    """Run or resume the tournament ``spec`` describes, or submit its launcher (``detach``); exit code."""
+    """Run or resume the tournament ``spec`` describes, or submit its launcher (``detach``); exit code.
+
+    Every input is checked before anything is written or submitted: the config, every path it names, the task
+    data the plan and evaluate stages will read, and that an existing run directory may be continued."""
     log = log or (lambda s: print(s, flush=True))
     cfg = spec.load()
+    if spec.detach and cfg.cluster.backend != "slurm":
+        raise ConfigError("--detach submits the launcher to Slurm: use it with --cluster slurm")
     check_paths(cfg)
+    check_task_data(cfg.task, cfg.eval, cfg.run.seed)
     run_dir = spec.run_directory(cfg)
+    check_resumable(cfg, run_dir, spec.force)
     log(f"run directory: {run_dir.root}")
     if spec.detach:
         return _detach(spec, cfg, run_dir, log)

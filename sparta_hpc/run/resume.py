@@ -22,9 +22,10 @@ from sparta_hpc.store.state import (
 Log = Callable[[str], None]
 
 
-def open_state(cfg: SpartaConfig, run: RunDir, force: bool, log: Log) -> RunState:
-    """Save the config, load or create the state, and forget any stage whose outputs changed."""
-    digest = config_hash(cfg)
+def check_resumable(cfg: SpartaConfig, run: RunDir, force: bool) -> None:
+    """Refuse, reading only, to continue a run directory that was started with a config computing something
+    else (ConfigChanged, unless ``force``) or whose saved config or state cannot be read; a new directory
+    passes. The launcher calls it before it takes the lock, so a refusal writes nothing there."""
     if run.config_file.exists():
         old = load_config(run.config_file)
         changed = differing_keys(result_keys(old), result_keys(cfg))
@@ -33,6 +34,13 @@ def open_state(cfg: SpartaConfig, run: RunDir, force: bool, log: Log) -> RunStat
                 f"{run.root} was started with another config; these keys differ: {', '.join(changed)}. "
                 "Use a new run directory, or --force to continue with the new values."
             )
+    load_state(run)
+
+
+def open_state(cfg: SpartaConfig, run: RunDir, force: bool, log: Log) -> RunState:
+    """Save the config, load or create the state, and forget any stage whose outputs changed."""
+    digest = config_hash(cfg)
+    check_resumable(cfg, run, force)
     atomic_write_text(run.config_file, to_yaml(cfg))
     state = load_state(run) or RunState(config_hash=digest, iterations_total=cfg.run.iterations)
     state.config_hash = digest

@@ -111,9 +111,14 @@ class RunState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str) -> RunState:
+        if not isinstance(d, dict):
+            raise StateError(f"{source}: expected a JSON object, got {type(d).__name__}")
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StateError(f"{source}: schema_version {version!r}, this sparta-hpc reads {SCHEMA_VERSION}")
+        missing = [k for k in ("config_hash", *STATE_KEYS) if k not in d]
+        if missing:
+            raise StateError(f"{source}: missing keys {missing}")
         return cls(
             config_hash=d["config_hash"],
             iterations_total=int(d["iterations_total"]),
@@ -125,6 +130,10 @@ class RunState:
             jobs=d.get("jobs", {}),
             launcher_job=d.get("launcher_job"),
         )
+
+
+STATE_KEYS = ("iterations_total", "iteration", "ratings", "rating_history", "adapters", "stages")
+"""Keys every state file holds besides ``config_hash`` and ``schema_version``."""
 
 
 def load_state(run: RunDir) -> RunState | None:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from sparta_hpc.engines.base import Completion, ModelConfig, Request, Sampling
+from sparta_hpc.errors import TaskDataError
 from sparta_hpc.method import judging
 from sparta_hpc.tasks import metrics
 from sparta_hpc.tasks.convert import synthetic_task
-from sparta_hpc.tasks.pool import TaskConfig
+from sparta_hpc.tasks.pool import TaskConfig, prompt_pool
 from sparta_hpc.tasks.schema import SYNTHETIC, TaskExample, read_split
 
 INITIAL = "initial"
@@ -133,6 +134,24 @@ def split_examples(task: TaskConfig, ev: EvalConfig, seed: int, split: str) -> l
         assert task.data_dir is not None  # checked by config.check_paths
         examples = read_split(Path(task.data_dir) / task.name / f"{split}.jsonl")
     return examples[: ev.max_examples]
+
+
+def check_task_data(task: TaskConfig, ev: EvalConfig, seed: int) -> None:
+    """Read the train split and every split evaluation will use exactly as the plan and evaluate stages do, so
+    a bad file is refused before the run starts: TaskDataError naming ``path:line``, or the file of a split
+    that has no example."""
+    if not prompt_pool(task, seed):
+        raise TaskDataError(f"{_split_file(task, 'train')}: no examples; the prompt pool needs at least one")
+    for split in ev.splits if ev.every else []:
+        if not split_examples(task, ev, seed, split):
+            fix = "eval.splits=[val] or eval.every=0" if split == "test" else "eval.every=0"
+            raise TaskDataError(
+                f"{_split_file(task, split)}: no examples; evaluation needs them (or set {fix})"
+            )
+
+
+def _split_file(task: TaskConfig, split: str) -> str:
+    return str(Path(task.data_dir or ".") / task.name / f"{split}.jsonl") if task.name != SYNTHETIC else split
 
 
 def metric_name(task: str) -> str:

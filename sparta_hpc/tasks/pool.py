@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sparta_hpc.tasks.convert import synthetic_task
 from sparta_hpc.tasks.prompts import build_prompt
-from sparta_hpc.tasks.schema import SYNTHETIC, read_split
+from sparta_hpc.tasks.schema import SYNTHETIC, TASK_NAMES, read_split
 
 
 @dataclass
@@ -23,6 +23,16 @@ class TaskConfig:
     synthetic_eval_size: int = 50
     """Number of val and of test questions of the synthetic task (each); drawn after the training prompts,
     so it never changes them."""
+
+    def __post_init__(self) -> None:
+        if self.name not in (SYNTHETIC, *TASK_NAMES):
+            raise ValueError(
+                f"task.name={self.name!r} is not valid; allowed values: {', '.join((SYNTHETIC, *TASK_NAMES))}"
+            )
+        if self.synthetic_size < 1:
+            raise ValueError(f"task.synthetic_size={self.synthetic_size} must be >= 1")
+        if self.synthetic_eval_size < 0:
+            raise ValueError(f"task.synthetic_eval_size={self.synthetic_eval_size} must be >= 0")
 
 
 def prompt_pool(task: TaskConfig, seed: int) -> list[tuple[str, str]]:

@@ -36,6 +36,8 @@ TASK_NAMES = (
 SYNTHETIC = "synthetic"
 """The built-in arithmetic task of the CPU demo (no source file)."""
 SPLITS = ("train", "val", "test")
+MAX_LINE_BYTES = 1 << 20
+"""Longest line of a canonical split file, i.e. one example, in bytes (1 MiB; the newline not counted)."""
 LETTERS = string.ascii_uppercase
 """Option letters: ``choices[i]`` is option ``LETTERS[i]``."""
 
@@ -67,6 +69,8 @@ class TaskExample:
             raise ValueError(f"{self.id}: answer must be a string or null, got {self.answer!r}")
         if not isinstance(self.choices, tuple) or not all(isinstance(c, str) for c in self.choices):
             raise ValueError(f"{self.id}: choices must be a tuple of strings")
+        if len(self.choices) > len(LETTERS):
+            raise ValueError(f"{self.id}: {len(self.choices)} choices; at most {len(LETTERS)} (A-Z)")
         if self.choices and self.answer is not None and self.answer not in LETTERS[: len(self.choices)]:
             last = LETTERS[len(self.choices) - 1]
             raise ValueError(f"{self.id}: answer {self.answer!r} is not an option letter A-{last}")
@@ -104,19 +108,24 @@ class TaskExample:
 
 
 def read_split(path: str | Path) -> list[TaskExample]:
-    """All examples of one canonical split file; a bad line raises TaskDataError naming ``path:line``."""
+    """All examples of one canonical split file; a bad line raises TaskDataError naming ``path:line``: not
+    UTF-8, a byte order mark, longer than ``MAX_LINE_BYTES``, not JSON, not a valid example, a duplicate id.
+    A file that cannot be opened raises TaskDataError naming it."""
     path = Path(path)
     examples: list[TaskExample] = []
     seen: set[str] = set()
-    for lineno, value in jsonl_lines(path, error=TaskDataError):
-        try:
-            example = TaskExample.from_dict(value)
-        except ValueError as e:
-            raise TaskDataError(f"{path}:{lineno}: {e}") from None
-        if example.id in seen:
-            raise TaskDataError(f"{path}:{lineno}: duplicate id {example.id!r}")
-        seen.add(example.id)
-        examples.append(example)
+    try:
+        for lineno, value in jsonl_lines(path, error=TaskDataError, max_bytes=MAX_LINE_BYTES):
+            try:
+                example = TaskExample.from_dict(value)
+            except ValueError as e:
+                raise TaskDataError(f"{path}:{lineno}: {e}") from None
+            if example.id in seen:
+                raise TaskDataError(f"{path}:{lineno}: duplicate id {example.id!r}")
+            seen.add(example.id)
+            examples.append(example)
+    except OSError as e:
+        raise TaskDataError(f"{path}: cannot read: {e.strerror or e}") from None
     return examples
 
 
