@@ -7,6 +7,8 @@ from typing import Any
 
 from sparta_hpc.files import read_json, write_json
 from sparta_hpc.jobs.common import attempt_id, has_cuda, open_run, players_at, set_threads, stable_seed
+from sparta_hpc.store.rundir import RunDir
+from sparta_hpc.training.data import data_line, drop_warning, sum_data
 
 
 def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
@@ -35,3 +37,16 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
     write_json(run.train_stats(t, player), stats)
     shutil.rmtree(work, ignore_errors=True)  # other attempts' folders: removed by the launcher (train stage)
     return stats
+
+
+def pair_counts(
+    run: RunDir, t: int, players: list[str], max_drop_share: float
+) -> tuple[dict[str, Any], list[str]]:
+    """What the data policy did to the pairs of every player's job, summed (``sparta_hpc.training.data``), and
+    the lines for the launcher log: the totals, then a warning per player that lost more than
+    ``max_drop_share`` of its pairs (the job printed it in its own log before training)."""
+    datas = {p: read_json(run.train_stats(t, p)).get("data") for p in players}
+    found = {p: d for p, d in datas.items() if d is not None}  # a stub when another attempt published
+    total = sum_data(list(found.values()), max_drop_share)
+    warnings = [w for p, d in found.items() if (w := drop_warning(p, d, max_drop_share))]
+    return total, [f"{len(found)} players' jobs: {data_line(total)}", *warnings]

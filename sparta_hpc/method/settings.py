@@ -111,6 +111,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rate.failed_judgment": "neutral",
         "rate.keep_deltas": False,
         "judge.max_prompt_tokens": 512,
+        "train.max_prompt_tokens": 256,
     },
 }
 """Named presets of ordinary config keys (spec section 9); a profile only sets defaults."""

@@ -15,6 +15,7 @@ from sparta_hpc import jobs
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.errors import ConfigError
 from sparta_hpc.files import parse_records, read_json, remove_temporaries, write_json, write_jsonl
+from sparta_hpc.jobs.train import pair_counts
 from sparta_hpc.method import matchmaking, ratings
 from sparta_hpc.run import scalars
 from sparta_hpc.run.inputs import (
@@ -177,7 +178,10 @@ def train(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
     ex.run(StageJobs(t, "train", jobs.train_player, units, is_done=lambda p: run.train_stats(t, p).exists()))
     for p in players:  # checkpoints of attempts that were lost or lost the race to publish
         shutil.rmtree(run.train_work(t, p), ignore_errors=True)
-    return [run.adapter(t, p) for p in players], {"trained": True}
+    pairs, lines = pair_counts(run, t, players, cfg.train.max_drop_share)
+    for line in lines:  # the jobs apply the data policy (it needs each base's tokenizer): told when they end
+        ex.log(f"[iter {t}] train    {line}")
+    return [run.adapter(t, p) for p in players], {"trained": True, "pairs": pairs}
 
 
 def evaluate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:

@@ -24,6 +24,7 @@ from typing import Any
 
 from sparta_hpc.files import canonical_adapter_config, parse_records, require_safetensors_adapter, staging_dir
 from sparta_hpc.training.checkpoints import STATS_FILE, last_checkpoint, published_stats
+from sparta_hpc.training.data import PROMPT_SIDES, DataStats, check_trl, drop_warning, prepare_pairs
 
 REFERENCES = ("previous_iteration", "base")
 DEEPSPEED_DIR = Path(__file__).resolve().parents[2] / "configs" / "deepspeed"
@@ -54,7 +55,19 @@ class TrainConfig:
     grad_accum: int = 1
     """Gradient accumulation steps (effective batch = batch_size * grad_accum * devices)."""
     max_length: int = 512
-    """Prompt + response tokens kept per sequence (TRL truncates the end)."""
+    """Prompt + response tokens per sequence: a longer response loses its end (its EOS stays), a pair whose
+    prompt leaves no room for a response is dropped and counted; done before TRL sees the pairs
+    (sparta_hpc/training/data.py)."""
+    max_prompt_tokens: int | None = None
+    """Cap on the chat-templated prompt's tokens: a longer prompt loses part of its instruction, as
+    ``prompt_truncation`` says (the template stays whole); null: no cap. The released code capped at 256."""
+    prompt_truncation: str = "left"
+    """Where a prompt over ``max_prompt_tokens`` is cut: left drops the instruction's start and keeps its end,
+    where the tasks put the answer instruction (as the released trainer did); right drops its end."""
+    max_drop_share: float = 0.1
+    """Share of a player's pairs that may be dropped (prompt too long) without a warning; above it the job
+    warns in its log before training, and the launcher repeats the warning when the train stage's jobs
+    return."""
     bf16: bool = True
     """bf16 weights and mixed precision on GPUs; always off on CPU."""
     gradient_checkpointing: bool = False
@@ -102,6 +115,14 @@ class TrainConfig:
             )
         if self.num_ranks < 1:
             raise ValueError(f"train.num_ranks={self.num_ranks} must be >= 1")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ValueError(f"train.max_prompt_tokens={self.max_prompt_tokens} must be >= 1 or null")
+        if self.prompt_truncation not in PROMPT_SIDES:
+            raise ValueError(
+                f"train.prompt_truncation={self.prompt_truncation!r} must be one of {PROMPT_SIDES}"
+            )
+        if not 0 <= self.max_drop_share <= 1:
+            raise ValueError(f"train.max_drop_share={self.max_drop_share} must be in [0, 1]")
 
     @property
     def deepspeed_config(self) -> str | None:
@@ -125,9 +146,11 @@ def run_dpo_job(
     """Train one player with DPO on ``pairs_path`` and write its adapter to ``adapter_out``.
 
     ``adapter_in=None`` starts from a fresh LoRA (then the reference is the base whatever ``train.reference``
-    says, since a fresh LoRA is the base). Returns ``num_pairs``, ``steps``, ``loss`` (last logged),
+    says, since a fresh LoRA is the base). Returns ``num_pairs`` (in the file), ``data`` (what the data
+    policy kept, truncated and dropped: ``DataStats.to_dict``), ``steps``, ``loss`` (last logged),
     ``train_loss`` (mean of this run), ``resumed_from``, ``num_ranks``, ``train_seconds`` (the training loop)
     and ``seconds`` (the whole job). With several ranks, every rank calls this and gets rank 0's stats.
+    Raises ValueError when the data policy drops every pair.
     """
     work, out = Path(work_dir), Path(adapter_out)
     if out.exists():  # published whole (one rename) by an earlier run of this job or by another attempt
@@ -137,7 +160,10 @@ def run_dpo_job(
     init_distributed(train, use_cpu)
     work.mkdir(parents=True, exist_ok=True)
     pairs = read_pairs(Path(pairs_path))
-    trainer = _build_trainer(train, base, adapter_in, pairs, work, seed, use_cpu)
+    trainer, data = _build_trainer(train, base, adapter_in, pairs, work, seed, use_cpu)
+    warning = drop_warning("", data.to_dict(train.max_drop_share), train.max_drop_share)
+    if warning and trainer.is_world_process_zero():
+        print(warning, flush=True)  # in the job's log, before the first step
     try:
         checkpoint = last_checkpoint(work)
         if checkpoint is not None and train.deepspeed is None:  # DeepSpeed restores the weights itself
@@ -146,6 +172,7 @@ def run_dpo_job(
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         stats = {
             "num_pairs": len(pairs),
+            "data": data.to_dict(train.max_drop_share),
             "steps": trainer.state.global_step,
             "loss": losses[-1] if losses else None,
             "train_loss": result.training_loss,
@@ -219,8 +246,9 @@ def _build_trainer(
     work: Path,
     seed: int,
     use_cpu: bool,
-) -> Any:
-    """The DPOTrainer over the player's policy adapter, with the reference set as configured."""
+) -> tuple[Any, DataStats]:
+    """The DPOTrainer over the player's policy adapter, with the reference set as configured, on the pairs as
+    the data policy prepared them; and its counts (with what TRL's preprocessing dropped, if anything)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
@@ -232,6 +260,12 @@ def _build_trainer(
     args = _dpo_config(train, work, seed, bf16, use_cpu)  # first: with ZeRO-3 the model loads partitioned
     tokenizer = AutoTokenizer.from_pretrained(base)
     tokenizer.padding_side = "left"
+    kept, data = prepare_pairs(
+        tokenizer, pairs, max_length=train.max_length, max_prompt_tokens=train.max_prompt_tokens,
+        prompt_truncation=train.prompt_truncation,
+    )  # fmt: skip
+    if not kept:
+        raise ValueError(f"every preference pair was dropped: {data.to_dict(train.max_drop_share)}")
     dtype = torch.bfloat16 if bf16 else torch.float32
     model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True)
     peft_config = None
@@ -242,17 +276,21 @@ def _build_trainer(
         )  # fmt: skip
     else:
         model = PeftModel.from_pretrained(model, require_safetensors_adapter(adapter_in), is_trainable=True)
-    dataset = Dataset.from_list([_format_pair(tokenizer, pair) for pair in pairs])
     trainer = DPOTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(kept),
+        processing_class=tokenizer,
+        peft_config=peft_config,
     )
+    check_trl(data, trainer.train_dataset, train.max_length)
     # TRL copies an already-trained adapter into a frozen "ref" adapter; without it the reference log-probs
     # are computed with adapters disabled, i.e. by the base (trl/trainer/dpo_trainer.py, DPOTrainer.__init__).
     policy: Any = trainer.model
     if train.reference == "base" and "ref" in policy.peft_config:
         policy.delete_adapter("ref")
         policy.set_adapter("default")
-    return trainer
+    return trainer, data
 
 
 def _dpo_config(train: TrainConfig, work: Path, seed: int, bf16: bool, use_cpu: bool) -> Any:
@@ -286,18 +324,6 @@ def _dpo_config(train: TrainConfig, work: Path, seed: int, bf16: bool, use_cpu: 
         disable_dropout=True,
         push_to_hub=False,
     )
-
-
-def _format_pair(tokenizer: Any, pair: dict[str, str]) -> dict[str, str]:
-    """Prompt = chat template with the instruction as user turn; responses end with the real EOS token."""
-    messages = [{"role": "user", "content": pair["prompt"]}]
-    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    # TRL tokenizes plain-text pairs with special tokens: drop a templated BOS the tokenizer adds again.
-    bos = tokenizer.bos_token
-    if bos and prompt.startswith(bos) and tokenizer("x").input_ids[:1] == [tokenizer.bos_token_id]:
-        prompt = prompt[len(bos) :]
-    eos = tokenizer.eos_token
-    return {"prompt": prompt, "chosen": pair["chosen"] + eos, "rejected": pair["rejected"] + eos}
 
 
 def _load_policy_adapter(model: Any, checkpoint: Path) -> None:
