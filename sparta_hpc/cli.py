@@ -1,4 +1,6 @@
-"""``sparta-hpc`` commands: run, status, cancel, report, rate, prepare-data. Nothing heavy is imported."""
+"""``sparta-hpc`` commands: run, status, cancel, report, rate, simulate, plan, prepare-data.
+
+Nothing heavy is imported to build the parser."""
 
 from __future__ import annotations
 
@@ -53,13 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="output folder (default: RUN_DIR/report)")
     from sparta_hpc.tasks import prepare
     from sparta_hpc.tools import cost as plan
-    from sparta_hpc.tools import rescore
+    from sparta_hpc.tools import rescore, simulate
 
     plan.add_arguments(
         sub.add_parser("plan", help="jobs, GPU-hours, wall time and memory of a config; submits nothing")
     )
 
     rescore.add_arguments(sub.add_parser("rate", help="re-run rating and pair selection of one iteration"))
+    simulate.add_arguments(
+        sub.add_parser("simulate", help="the method on simulated players and judges: sweeps, tables, plots")
+    )
     prepare.add_arguments(
         sub.add_parser("prepare-data", help="convert a task's data to the canonical format")
     )
@@ -80,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
             from sparta_hpc.report import build as report
 
             code = report.main(args)
+        elif args.command == "simulate":
+            from sparta_hpc.tools import simulate
+
+            code = simulate.main(args)
         elif args.command == "plan":
             from sparta_hpc.tools import cost as plan
 
