@@ -17,6 +17,9 @@ from sparta_hpc.tasks.evaluation import EvalConfig
 from sparta_hpc.tasks.pool import TaskConfig
 from sparta_hpc.training.dpo import TrainConfig
 
+MODES = ("sparta", "self_rewarding")
+"""The values of ``run.mode``."""
+
 
 @dataclass
 class RunConfig:
@@ -30,6 +33,9 @@ class RunConfig:
     """T, the number of SPARTA iterations."""
     profile: str = "paper"
     """Preset of defaults: ``paper`` or ``released`` (spec section 9)."""
+    mode: str = "sparta"
+    """``sparta``: the SPARTA loop; ``self_rewarding``: the baseline where each player judges its own answers
+    and trains on its own best vs worst one (section ``selfreward``; no matches, ratings stay initial)."""
 
     tensorboard: bool = False
     """Write ratings, judge parse rates, DPO losses and eval metrics to ``RUN_DIR/tensorboard`` (needs the
@@ -38,6 +44,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.iterations < 1:
             raise ConfigError(f"run.iterations={self.iterations} must be >= 1")
+        if self.mode not in MODES:
+            raise ConfigError(f"run.mode={self.mode!r} is not valid; allowed values: {', '.join(MODES)}")
         if self.profile not in PROFILES:
             raise ConfigError(
                 f"run.profile={self.profile!r} is not valid; allowed values: {', '.join(PROFILES)}"
@@ -93,6 +101,20 @@ class JudgeConfig:
 
 
 @dataclass
+class SelfRewardConfig:
+    """The self-rewarding baseline (``run.mode=self_rewarding``): every player answers each planned prompt
+    several times with the ``generate`` settings, scores its own answers with the judge prompt (``judge``
+    settings), and trains on its own best vs worst answer."""
+
+    num_samples: int = 4
+    """Answers per player and prompt (at least 2)."""
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 2:
+            raise ConfigError(f"selfreward.num_samples={self.num_samples} must be >= 2 (best vs worst)")
+
+
+@dataclass
 class SpartaConfig:
     """A whole SPARTA run."""
 
@@ -104,6 +126,7 @@ class SpartaConfig:
     plan: PlanConfig = field(default_factory=PlanConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    selfreward: SelfRewardConfig = field(default_factory=SelfRewardConfig)
     rate: RateConfig = field(default_factory=RateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -146,5 +146,10 @@ def publish_records(out: Path, parts: Path, records: list[dict[str, Any]]) -> in
     return len(records) if published else -1
 
 
+def sample_id(match_id: str, sample: int) -> str:
+    """Answer ``sample`` of a self match (``run.mode=self_rewarding``): its generation's match id."""
+    return f"{match_id}.s{sample}"
+
+
 def shard_matches(run: RunDir, t: int, num_shards: int, shard: int) -> list[Match]:
     return split_evenly(parse_records(run.matches(t), Match.from_dict), num_shards, shard)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.files import parse_records
 from sparta_hpc.jobs.common import (
@@ -12,21 +13,30 @@ from sparta_hpc.jobs.common import (
     players_at,
     publish_records,
     run_chunks,
+    sample_id,
     set_threads,
     shard_matches,
     stable_seed,
 )
-from sparta_hpc.method.types import Generation
+from sparta_hpc.method.types import Generation, Match
 from sparta_hpc.store.rundir import RunDir
 
 
-def generate_shard(run_root: str, t: int, shard: int) -> int:
-    """Both players of every match of the shard answer its prompt. Returns the number of generations."""
-    run, cfg = open_run(run_root)
-    if run.shard(t, "generate", shard).exists():
-        return -1
-    matches = shard_matches(run, t, cfg.generate.num_shards, shard)
-    requests = [
+def generate_requests(cfg: SpartaConfig, t: int, matches: list[Match]) -> list[Request]:
+    """Both players of every match answer its prompt; in ``run.mode=self_rewarding`` the one player of every
+    self match answers it ``selfreward.num_samples`` times (request ``<sample id>/<player>``)."""
+    if cfg.run.mode == "self_rewarding":
+        return [
+            Request(
+                request_id=f"{sample_id(m.match_id, s)}/{m.players[0]}",
+                model=m.players[0],
+                prompt=m.prompt,
+                seed=stable_seed(cfg.run.seed, t, m.prompt_id, m.players[0], s),
+            )
+            for m in matches
+            for s in range(cfg.selfreward.num_samples)
+        ]
+    return [
         Request(
             request_id=f"{m.match_id}/{p}",
             model=p,
@@ -36,6 +46,14 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
         for m in matches
         for p in m.players
     ]
+
+
+def generate_shard(run_root: str, t: int, shard: int) -> int:
+    """Both players of every match of the shard answer its prompt. Returns the number of generations."""
+    run, cfg = open_run(run_root)
+    if run.shard(t, "generate", shard).exists():
+        return -1
+    requests = generate_requests(cfg, t, shard_matches(run, t, cfg.generate.num_shards, shard))
     g = cfg.generate
     sampling = Sampling(
         max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p

@@ -6,19 +6,22 @@ from typing import Any
 
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
+from sparta_hpc.files import read_jsonl
 from sparta_hpc.jobs.common import (
     load_engine,
     open_run,
     players_at,
     publish_records,
     run_chunks,
+    sample_id,
     set_threads,
     shard_matches,
     stable_seed,
 )
 from sparta_hpc.jobs.generate import read_generations
 from sparta_hpc.method import judging
-from sparta_hpc.method.types import Judgment, Match
+from sparta_hpc.method.types import Judgment, Match, Score
+from sparta_hpc.store.rundir import RunDir
 
 
 def judge_requests(
@@ -26,6 +29,8 @@ def judge_requests(
 ) -> list[Request]:
     """Every non-competing player judges both responses of every match, one request per response."""
     prefix = judging.SCORE_PREFIX if cfg.judge.method == "logprob" else ""
+    if cfg.run.mode == "self_rewarding":
+        return _self_requests(cfg, t, matches, responses, prefix)
     requests = []
     for m in matches:
         for judge in cfg.player_names:
@@ -80,7 +85,43 @@ def judge_shard(run_root: str, t: int, shard: int) -> int:
     results = run_chunks(parts, out, requests, j.chunk_size, compute)
     if results is None:
         return -1
+    if cfg.run.mode == "self_rewarding":
+        return publish_records(out, parts, [_self_record(r) for r in results])
     return publish_records(out, parts, [judgment.to_dict() for judgment in _pair_sides(results)])
+
+
+def _self_requests(
+    cfg: SpartaConfig, t: int, matches: list[Match], responses: dict[tuple[str, str], str], prefix: str
+) -> list[Request]:
+    """``run.mode=self_rewarding``: the player of every self match scores each of its own answers."""
+    return [
+        Request(
+            request_id=f"{sid}/{player}",
+            model=player,
+            prompt=judging.judge_prompt(m.prompt, responses[(sid, player)]),
+            seed=stable_seed(cfg.run.seed, t, sid, player, "self"),
+            assistant_prefix=prefix,
+            max_prompt_tokens=cfg.judge.max_prompt_tokens,
+        )
+        for m in matches
+        for player in m.players[:1]
+        for sid in (sample_id(m.match_id, s) for s in range(cfg.selfreward.num_samples))
+    ]
+
+
+def _self_record(result: dict[str, Any]) -> dict[str, Any]:
+    """A self judgment ``{sample_id, judge, score, raw}`` (docs/formats.md) of a request ``sample/judge``."""
+    sid, judge = result["request_id"].rsplit("/", 1)
+    return {"sample_id": sid, "judge": judge, "score": result["score"], "raw": result["raw"]}
+
+
+def read_self_scores(run: RunDir, t: int, num_shards: int) -> dict[str, Score]:
+    """``{sample id: score}`` of every self judgment of iteration t (``None``: the judgment failed)."""
+    out: dict[str, Score] = {}
+    for shard in range(num_shards):
+        for r in read_jsonl(run.shard(t, "judge", shard)):
+            out[str(r["sample_id"])] = None if r["score"] is None else float(r["score"])
+    return out
 
 
 def _pair_sides(results: list[dict[str, Any]]) -> list[Judgment]:

@@ -12,7 +12,8 @@ from sparta_hpc.training.data import data_line, drop_warning, sum_data
 
 
 def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
-    """LoRA-DPO one player on the iteration's shared preference pairs; resumes from its last checkpoint."""
+    """LoRA-DPO one player on the iteration's shared preference pairs (its own ones in
+    ``run.mode=self_rewarding``); resumes from its last checkpoint."""
     run, cfg = open_run(run_root)
     out = run.adapter(t, player)
     if out.exists() and run.train_stats(t, player).exists():
@@ -29,7 +30,9 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
         base=str(spec["base"]),
         adapter_in=spec["adapter"],
         adapter_out=str(out),
-        pairs_path=str(run.preferences(t)),
+        pairs_path=str(
+            run.player_preferences(t, player) if cfg.run.mode == "self_rewarding" else run.preferences(t)
+        ),
         work_dir=str(work),
         seed=stable_seed(cfg.run.seed, t, "train", player),
         use_cpu=not has_cuda(),

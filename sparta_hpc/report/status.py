@@ -96,7 +96,15 @@ def run_status(root: Path, now: datetime | None = None) -> dict[str, Any]:
         },
         "leaderboard": state.leaderboard(),
         "adapters": state.adapters,
+        "mode": _mode(run),
     }
+
+
+def _mode(run: RunDir) -> str:
+    """``run.mode`` of the run, as its first rate report names it (``sparta`` when none does)."""
+    path = run.rate_report(0)
+    mode = json.loads(path.read_text()).get("mode") if path.exists() else None
+    return str(mode or "sparta")
 
 
 def _cell(row: dict[str, Any]) -> str:
@@ -121,6 +129,8 @@ def status_text(status: dict[str, Any]) -> str:
     for t in range(status["iterations_total"]):
         row = [r for r in status["stages"] if r["iteration"] == t]
         lines.append(f"{t:>4}  " + "  ".join(f"{_cell(r):<14}" for r in row).rstrip())
+    if status.get("mode") == "self_rewarding":
+        lines += ["", "run.mode=self_rewarding: no reputation; ratings stay at their initial values"]
     lines += ["", "leaderboard (SPARTA reputation; change: since the previous iteration):"]
     lines.append(leaderboard_text(status["leaderboard"], change=True))
     return "\n".join(lines)

@@ -54,9 +54,16 @@ def ratings_at_start(t: int, cfg: SpartaConfig, run: RunDir) -> RatingTable:
 def players_after(t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
     """Each player's base and adapter after iteration t: its trained adapter, or the old one if untrained."""
     previous = read_json(run.players(t))
-    if not read_json(run.rate_report(t))["num_pairs"]:
+    report = read_json(run.rate_report(t))
+    if not report["num_pairs"]:
         return previous
-    return {p: {"base": spec["base"], "adapter": str(run.adapter(t, p))} for p, spec in previous.items()}
+    trained = report.get("pairs_per_player")  # self_rewarding: a player without own pairs is not trained
+    return {
+        p: {"base": spec["base"], "adapter": str(run.adapter(t, p))}
+        if trained is None or trained[p]
+        else spec
+        for p, spec in previous.items()
+    }
 
 
 def eval_players(label: str, t: int, run: RunDir) -> dict[str, dict[str, str | None]]:

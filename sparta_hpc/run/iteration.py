@@ -17,7 +17,7 @@ from sparta_hpc.errors import ConfigError
 from sparta_hpc.files import parse_records, read_json, remove_temporaries, write_json, write_jsonl
 from sparta_hpc.jobs.train import pair_counts
 from sparta_hpc.method import matchmaking, ratings
-from sparta_hpc.run import scalars
+from sparta_hpc.run import scalars, selfreward
 from sparta_hpc.run.inputs import (
     eval_players,
     judged_matches,
@@ -74,7 +74,7 @@ def run_iteration(t: int, cfg: SpartaConfig, run: RunDir, state: RunState, log: 
     _stage(t, "judge", state, run, log, lambda: judge(t, cfg, run, ex))
     # rate: sequential reputation update and preference pairs (pure, in this process)
     _stage(t, "rate", state, run, log, lambda: rate(t, cfg, run))
-    # train: LoRA-DPO of every player on the shared pairs (one job per player)
+    # train: LoRA-DPO of every player on the shared pairs (one job per player; self_rewarding: its own pairs)
     _stage(t, "train", state, run, log, lambda: train(t, cfg, run, ex))
     # evaluate: held-out task scores of the new adapters (array job over players x split shards)
     _stage(t, "evaluate", state, run, log, lambda: evaluate(t, cfg, run, ex))
@@ -116,14 +116,17 @@ def plan(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
             f"plan.num_prompts={cfg.plan.num_prompts} but task {cfg.task.name!r} has {len(pool)} prompts"
         )
     chosen = matchmaking.sample_prompts(len(pool), cfg.plan.num_prompts, cfg.run.seed, t, cfg.plan.prompts)
-    matches = matchmaking.plan_matches(
-        [pool[i] for i in chosen],
-        cfg.player_names,
-        {p: r.rating for p, r in start.items()},
-        cfg.plan,
-        seed=cfg.run.seed,
-        iteration=t,
-    )
+    if cfg.run.mode == "self_rewarding":  # one self match per prompt and player: no match-making
+        matches = selfreward.self_matches([pool[i] for i in chosen], cfg.player_names, t)
+    else:
+        matches = matchmaking.plan_matches(
+            [pool[i] for i in chosen],
+            cfg.player_names,
+            {p: r.rating for p, r in start.items()},
+            cfg.plan,
+            seed=cfg.run.seed,
+            iteration=t,
+        )
     write_jsonl(run.matches(t), [m.to_dict() for m in matches])
     write_json(run.players(t), players)
     return [run.matches(t), run.players(t)], {"matches": len(matches)}
@@ -153,6 +156,9 @@ def _new(results: dict[str, Any]) -> int:
 
 
 def rate(t: int, cfg: SpartaConfig, run: RunDir) -> StageResult:
+    if cfg.run.mode == "self_rewarding":  # each player's own best vs worst answers; ratings unchanged
+        start = {p: r.to_dict() for p, r in sorted(ratings_at_start(t, cfg, run).items())}
+        return selfreward.rate(t, cfg, run, start)
     judged = judged_matches(t, cfg, run)
     result = ratings.rate_iteration(
         judged, ratings_at_start(t, cfg, run), rating_history(run, t), cfg.rate, t
@@ -173,7 +179,8 @@ def train(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
             f"[iter {t}] train    skipped: no preference pair survived judging; adapters carry over unchanged"
         )
         return [], {"trained": False}
-    players = cfg.player_names
+    report = read_json(run.rate_report(t))
+    players = [p for p in cfg.player_names if report.get("pairs_per_player", {}).get(p, 1)]
     units = {p: (str(run.root), t, p) for p in players}
     ex.run(StageJobs(t, "train", jobs.train_player, units, is_done=lambda p: run.train_stats(t, p).exists()))
     for p in players:  # checkpoints of attempts that were lost or lost the race to publish

@@ -125,15 +125,18 @@ def _chunked(run: RunDir, t: int, stage: str, per_match: int, num_shards: int, c
 def stage_progress(run: RunDir, t: int, stage: str, cfg: SpartaConfig) -> tuple[int, int]:
     """``(done, total)`` requests (generate, judge) or players (train) of iteration t saved on disk so far.
 
-    Generation has 2 requests per match, judging 2 per match and judge (m - 2 judges). Other stages run in
+    Generation has 2 requests per match, judging 2 per match and judge (m - 2 judges); a self match
+    (``run.mode=self_rewarding``) has ``selfreward.num_samples`` of each. Other stages run in
     the launcher or have no countable parts: ``(0, 0)``.
     """
+    samples = cfg.selfreward.num_samples if cfg.run.mode == "self_rewarding" else 0
     if stage == "generate":
         g = cfg.generate
-        return _chunked(run, t, stage, 2, g.num_shards, g.chunk_size)
+        return _chunked(run, t, stage, samples or 2, g.num_shards, g.chunk_size)
     if stage == "judge":
         j = cfg.judge
-        return _chunked(run, t, stage, 2 * (len(cfg.player_names) - 2), j.num_shards, j.chunk_size)
+        per_match = samples or 2 * (len(cfg.player_names) - 2)
+        return _chunked(run, t, stage, per_match, j.num_shards, j.chunk_size)
     if stage == "train":
         players = cfg.player_names
         return sum(run.train_stats(t, p).exists() for p in players), len(players)

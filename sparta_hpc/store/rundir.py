@@ -81,6 +81,14 @@ class RunDir:
     def preferences(self, t: int) -> Path:
         return self.stage(t, "rate") / "preferences.jsonl"
 
+    def player_preferences(self, t: int, player: str) -> Path:
+        """``run.mode=self_rewarding``: the pairs of one player's own best vs worst answers (its DPO data)."""
+        return self.stage(t, "rate") / "preferences" / f"{player}.jsonl"
+
+    def self_judged(self, t: int) -> Path:
+        """``run.mode=self_rewarding``: every self match with its answers and its player's own scores."""
+        return self.stage(t, "rate") / "self_judged.jsonl"
+
     def rate_report(self, t: int) -> Path:
         return self.stage(t, "rate") / "report.json"
 
