@@ -86,6 +86,7 @@ SAMPLE_ARGS = {
     "label": "<label>",
     "name": "<name>",
     "split": "val",
+    "task": None,  # an eval.tasks task adds a <task> folder under the player (docs/formats.md)
     "attempt": "<attempt>",
 }
 """Arguments of ``RunDir``'s methods: the doc's placeholders, or examples it draws (numbers count as N)."""

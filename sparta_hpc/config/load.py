@@ -298,10 +298,11 @@ def check_paths(cfg: SpartaConfig) -> None:
     problems: list[str] = []
     for i, m in enumerate(cfg.models):
         problems += _model_path_problems(f"models[{i}]", m, f" ({m.name})")
-    if cfg.task.name != "synthetic":
-        problems += _task_path_problems(cfg)
+    extra = [name for name in (cfg.eval.tasks if cfg.eval.every else []) if name != "synthetic"]
+    if cfg.task.name != "synthetic" or extra:
+        problems += _task_path_problems(cfg, extra)
     judge = cfg.eval.judge_model
-    if cfg.eval.every and cfg.task.name == "alpaca" and judge is not None:
+    if cfg.eval.every and "alpaca" in (cfg.task.name, *cfg.eval.tasks) and judge is not None:
         problems += _model_path_problems("eval.judge_model", judge, "")
     deepspeed = cfg.train.deepspeed_config
     if deepspeed is not None and not Path(deepspeed).is_file():
@@ -318,15 +319,19 @@ def _model_path_problems(key: str, m: ModelConfig, label: str) -> list[str]:
     ]
 
 
-def _task_path_problems(cfg: SpartaConfig) -> list[str]:
+def _task_path_problems(cfg: SpartaConfig, extra: list[str]) -> list[str]:
+    """The split files of the training task (unless synthetic) and of each non-synthetic ``eval.tasks``."""
     task = cfg.task
     if task.data_dir is None:
-        return [f"task.data_dir is required for task.name={task.name!r} (a folder written by prepare-data)"]
+        what = f"task.name={task.name!r}" if task.name != "synthetic" else f"eval.tasks={extra}"
+        return [f"task.data_dir is required for {what} (a folder written by prepare-data)"]
     if not Path(task.data_dir).is_dir():
         return [f"task.data_dir={task.data_dir!r}: folder does not exist (run prepare-data)"]
     problems = []
-    for split in ["train", *(cfg.eval.splits if cfg.eval.every else [])]:
-        path = Path(task.data_dir) / task.name / f"{split}.jsonl"
+    eval_splits = cfg.eval.splits if cfg.eval.every else []
+    files = [(task.name, s) for s in ["train", *eval_splits] if task.name != "synthetic"]
+    for name, split in files + [(name, s) for name in extra for s in eval_splits]:
+        path = Path(task.data_dir) / name / f"{split}.jsonl"
         if path.exists() and not path.is_file():
             problems.append(f"task.data_dir={task.data_dir!r}: {path} is not a file")
         elif not path.exists():

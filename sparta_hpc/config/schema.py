@@ -173,16 +173,22 @@ def _check_eval(cfg: SpartaConfig) -> None:
     if cfg.eval.every == 0:
         return
     judge = cfg.eval.judge_model
-    if cfg.task.name == "alpaca" and judge is None:
+    if cfg.task.name in cfg.eval.tasks:
         raise ConfigError(
-            "task.name=alpaca is scored by an LLM judge: set eval.judge_model={name, base, adapter} "
+            f"eval.tasks={list(cfg.eval.tasks)} lists the training task {cfg.task.name!r}; it is always "
+            "evaluated: list only other tasks"
+        )
+    if "alpaca" in (cfg.task.name, *cfg.eval.tasks) and judge is None:
+        where = "task.name=alpaca" if cfg.task.name == "alpaca" else "alpaca (in eval.tasks)"
+        raise ConfigError(
+            f"{where} is scored by an LLM judge: set eval.judge_model={{name, base, adapter}} "
             "(a model that is not a player), or eval.every=0 to turn evaluation off"
         )
     if judge is not None and (judge.name in cfg.player_names or not judge.name or "/" in judge.name):
         raise ConfigError(
             f"eval.judge_model.name={judge.name!r} must be non-empty, without slashes, and no player's name"
         )
-    if cfg.task.name == "synthetic" and cfg.task.synthetic_eval_size < 1:
+    if "synthetic" in (cfg.task.name, *cfg.eval.tasks) and cfg.task.synthetic_eval_size < 1:
         raise ConfigError(
             f"task.synthetic_eval_size={cfg.task.synthetic_eval_size} leaves nothing to evaluate; "
             "raise it or set eval.every=0"

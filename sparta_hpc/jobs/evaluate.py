@@ -34,7 +34,7 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
     run, cfg = open_run(run_root)
     units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations)
     mine = evaluation.task_units(units, cfg.eval.units_per_task)[task]
-    todo = [u for u in mine if not run.eval_records(t, u.label, u.player, u.split, u.shard).exists()]
+    todo = [u for u in mine if not run.eval_records(t, u.label, u.player, u.split, u.shard, u.task).exists()]
     if not todo:
         return -1
     models = read_json(run.eval_models(t))
@@ -44,17 +44,20 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
     def engine() -> Any:
         if not cache:
             set_threads(cfg, "evaluate")
-            if cfg.task.name == evaluation.ALPACA:
+            if evaluation.ALPACA in (cfg.task.name, *cfg.eval.tasks):
                 players[evaluation.JUDGE] = eval_judge_model(run, cfg)
             cache.append(load_engine(cfg, players))
         return cache[0]
 
     examples = {
-        split: evaluation.split_examples(cfg.task, cfg.eval, cfg.run.seed, split) for split in cfg.eval.splits
+        (u.task, u.split): evaluation.split_examples(
+            evaluation.unit_task(cfg.task, u.task), cfg.eval, cfg.run.seed, u.split
+        )
+        for u in todo
     }
     new = 0
     for u in todo:
-        shard = split_evenly(examples[u.split], cfg.eval.num_shards, u.shard)
+        shard = split_evenly(examples[u.task, u.split], cfg.eval.num_shards, u.shard)
         new += _evaluate_unit(run, cfg, t, u, shard, engine)
     return new
 
@@ -73,11 +76,12 @@ def _evaluate_unit(
 ) -> int:
     """Answer and score one unit's examples chunk by chunk; write its record file."""
     by_id = {e.id: e for e in examples}
+    task_name = u.task or cfg.task.name
     requests = [
         Request(
             request_id=e.id,
             model=_eval_name(u),
-            prompt=build_prompt(cfg.task.name, e),
+            prompt=build_prompt(task_name, e),
             seed=stable_seed(cfg.run.seed, "evaluate", e.id),
         )
         for e in examples
@@ -86,7 +90,7 @@ def _evaluate_unit(
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
         completions = engine().generate(chunk, sampling)
-        scored = evaluation.score_answers(cfg.task.name, cfg.eval, engine(), chunk, completions, by_id)
+        scored = evaluation.score_answers(task_name, cfg.eval, engine(), chunk, completions, by_id)
         return [
             EvalRecord(
                 id=r.request_id,
@@ -98,11 +102,12 @@ def _evaluate_unit(
                 extracted=extracted,
                 score=score,
                 judge_output=judge_output,
+                task=u.task,
             ).to_dict()
             for r, c, (extracted, score, judge_output) in zip(chunk, completions, scored, strict=True)
         ]
 
-    key = (t, u.label, u.player, u.split, u.shard)
+    key = (t, u.label, u.player, u.split, u.shard, u.task)
     out, parts = run.eval_records(*key), run.eval_parts(*key)
     records = run_chunks(parts, out, requests, cfg.eval.chunk_size, compute)
     return 0 if records is None else max(0, publish_records(out, parts, records))

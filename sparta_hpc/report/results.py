@@ -28,6 +28,7 @@ from sparta_hpc.tasks.evaluation import (
     label_order,
     metric_name,
     plan_units,
+    split_key,
     summarize,
 )
 
@@ -51,6 +52,13 @@ class EvalResults:
     scores: Scores
     unscored: int = 0
     """Answers without a score (failed Alpaca judgments), left out of the means."""
+    extra_tasks: tuple[str, ...] = ()
+    """``eval.tasks``: reported in extra columns, never used to choose a model."""
+
+    @property
+    def extra_keys(self) -> list[str]:
+        """The score keys (``<task>/<split>``) of the extra tasks' columns, in config order."""
+        return [split_key(t, s) for t in self.extra_tasks for s in SPLITS]
 
     @property
     def labels(self) -> list[str]:
@@ -70,6 +78,8 @@ class ResultRow:
     player: str | None
     val: float | None
     test: float | None
+    extra: tuple[float | None, ...] = ()
+    """The model's scores on ``EvalResults.extra_keys`` (empty when nothing was chosen)."""
 
 
 def collect(run: RunDir) -> EvalResults:
@@ -83,10 +93,16 @@ def collect(run: RunDir) -> EvalResults:
         if not state.is_done(t, "evaluate"):
             continue
         for u in plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations):
-            path = run.eval_records(t, u.label, u.player, u.split, u.shard)
+            path = run.eval_records(t, u.label, u.player, u.split, u.shard, u.task)
             records += parse_records(path, EvalRecord.from_dict)
     scores, unscored = summarize(records)
-    return EvalResults(task=cfg.task.name, players=tuple(cfg.player_names), scores=scores, unscored=unscored)
+    return EvalResults(
+        task=cfg.task.name,
+        players=tuple(cfg.player_names),
+        scores=scores,
+        unscored=unscored,
+        extra_tasks=tuple(cfg.eval.tasks),
+    )
 
 
 def _row(kind: str, res: EvalResults, chosen: tuple[str, str] | None) -> ResultRow:
@@ -94,7 +110,8 @@ def _row(kind: str, res: EvalResults, chosen: tuple[str, str] | None) -> ResultR
         return ResultRow(kind=kind, label=None, player=None, val=None, test=None)
     label, player = chosen
     val, test = (res.value(label, player, s) for s in SPLITS)
-    return ResultRow(kind=kind, label=label, player=player, val=val, test=test)
+    extra = tuple(res.value(label, player, k) for k in res.extra_keys)
+    return ResultRow(kind=kind, label=label, player=player, val=val, test=test, extra=extra)
 
 
 def selection_rows(res: EvalResults) -> list[ResultRow]:
@@ -120,11 +137,12 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return out.getvalue()
 
 
-def csv_text(rows: Sequence[ResultRow]) -> str:
-    """``results.csv``: ``kind,iteration,player,val,test`` (floats at full precision, empty when missing)."""
+def csv_text(rows: Sequence[ResultRow], extra_keys: Sequence[str] = ()) -> str:
+    """``results.csv``: ``kind,iteration,player,val,test`` (floats at full precision, empty when missing),
+    then one ``<task>/<split>`` column per ``eval.tasks`` task and split."""
     return _csv(
-        ("kind", "iteration", "player", "val", "test"),
-        [(r.kind, r.label, r.player, r.val, r.test) for r in rows],
+        ("kind", "iteration", "player", "val", "test", *extra_keys),
+        [(r.kind, r.label, r.player, r.val, r.test, *(r.extra or [None] * len(extra_keys))) for r in rows],
     )
 
 
@@ -134,7 +152,7 @@ def models_csv_text(res: EvalResults) -> str:
         (label, p, split, res.value(label, p, split))
         for label in res.labels
         for p in res.players
-        for split in SPLITS
+        for split in (*SPLITS, *res.extra_keys)
         if split in res.scores.get(label, {}).get(p, {})
     ]
     return _csv(("iteration", "player", "split", "score"), rows)
@@ -150,14 +168,21 @@ def markdown_text(res: EvalResults) -> str:
     lines = [f"# Results: {res.task}", "", f"Metric: {metric}, mean over each split's examples.", ""]
     if res.unscored:
         lines += [f"{res.unscored} answers could not be scored (failed judgments) and are left out.", ""]
+    if res.extra_tasks:
+        tasks = ", ".join(res.extra_tasks)
+        lines += [f"Also evaluated on {tasks}; every model is chosen on {res.task}'s val score.", ""]
+    extra = res.extra_keys
     selection = [
         [KIND_TITLES[r.kind], r.label or "-", r.player or "-", _fmt(r.val), _fmt(r.test)]
+        + [_fmt(v) for v in r.extra or [None] * len(extra)]
         for r in selection_rows(res)
     ]
-    lines.append(md_table(("model", "iteration", "player", "val", "test"), selection, compact_rule=True))
-    for split in SPLITS:
+    header = ("model", "iteration", "player", "val", "test", *extra)
+    lines.append(md_table(header, selection, compact_rule=True))
+    for split in (*SPLITS, *extra):
         body = [[p, *(_fmt(res.value(label, p, split)) for label in res.labels)] for p in res.players]
-        lines += ["", f"## {split} {metric} per model and iteration", ""]
+        split_metric = metric_name(split.split("/")[0]) if "/" in split else metric
+        lines += ["", f"## {split} {split_metric} per model and iteration", ""]
         lines.append(md_table(("player", *res.labels), body, compact_rule=True))
     return "\n".join(lines) + "\n"
 
@@ -184,7 +209,7 @@ def write_results(run: RunDir, out_dir: Path) -> list[Path]:
     """Write ``results.csv``, ``results_by_model.csv`` and ``results.md`` into ``out_dir``; return them."""
     res = collect(run)
     files = {
-        "results.csv": csv_text(selection_rows(res)),
+        "results.csv": csv_text(selection_rows(res), res.extra_keys),
         "results_by_model.csv": models_csv_text(res),
         "results.md": markdown_text(res),
     }

@@ -202,12 +202,13 @@ def evaluate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
 
     def task_done(task: str) -> bool:
         return all(
-            run.eval_records(t, u.label, u.player, u.split, u.shard).exists() for u in tasks[int(task)]
+            run.eval_records(t, u.label, u.player, u.split, u.shard, u.task).exists()
+            for u in tasks[int(task)]
         )
 
     task_args = {str(i): (str(run.root), t, i) for i in range(num_tasks)}
     results = ex.run(StageJobs(t, "evaluate", jobs.evaluate_shard, task_args, is_done=task_done))
-    paths = [run.eval_records(t, u.label, u.player, u.split, u.shard) for u in units]
+    paths = [run.eval_records(t, u.label, u.player, u.split, u.shard, u.task) for u in units]
     scores, unscored = evaluation.summarize(
         r for p in paths for r in parse_records(p, evaluation.EvalRecord.from_dict)
     )

@@ -111,13 +111,22 @@ class RunDir:
         """``{label: {player: {base, adapter}}}``: the models iteration t's evaluate stage evaluates."""
         return self.stage(t, "evaluate") / "models.json"
 
-    def eval_records(self, t: int, label: str, player: str, split: str, shard: int) -> Path:
-        """Records of one evaluation unit: one model (label, player) on one shard of one split."""
-        return self.stage(t, "evaluate") / label / player / f"{split}_{shard:05d}.jsonl"
+    def eval_records(
+        self, t: int, label: str, player: str, split: str, shard: int, task: str | None = None
+    ) -> Path:
+        """Records of one evaluation unit: one model (label, player) on one shard of one split of the training
+        task, or of an ``eval.tasks`` task (in a ``<task>`` subfolder)."""
+        return self._eval_unit(t, label, player, task) / f"{split}_{shard:05d}.jsonl"
 
-    def eval_parts(self, t: int, label: str, player: str, split: str, shard: int) -> Path:
+    def eval_parts(
+        self, t: int, label: str, player: str, split: str, shard: int, task: str | None = None
+    ) -> Path:
         """Chunks a running evaluation unit has finished; merged into ``eval_records()`` when it ends."""
-        return self.stage(t, "evaluate") / label / player / f"{split}_{shard:05d}.parts"
+        return self._eval_unit(t, label, player, task) / f"{split}_{shard:05d}.parts"
+
+    def _eval_unit(self, t: int, label: str, player: str, task: str | None) -> Path:
+        folder = self.stage(t, "evaluate") / label / player
+        return folder if task is None else folder / task
 
     def eval_judge_adapter(self, name: str) -> Path:
         """The random tiny adapter of an ``eval.judge_model`` whose adapter is ``tiny``."""

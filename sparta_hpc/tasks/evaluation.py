@@ -9,7 +9,7 @@ started from, evaluated in iteration 0's stage) and ``iter_<t>`` (the models aft
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from sparta_hpc.method import judging
 from sparta_hpc.tasks import metrics
 from sparta_hpc.tasks.convert import synthetic_task
 from sparta_hpc.tasks.pool import TaskConfig, prompt_pool
-from sparta_hpc.tasks.schema import SYNTHETIC, TaskExample, read_split
+from sparta_hpc.tasks.schema import SYNTHETIC, TASK_NAMES, TaskExample, read_split
 
 INITIAL = "initial"
 """Label of the models the run started from."""
@@ -29,7 +29,8 @@ JUDGE = "eval-judge"
 """Engine name of ``eval.judge_model`` in an evaluation job (players are ``label/player`` there)."""
 
 Scores = dict[str, dict[str, dict[str, float | None]]]
-"""``scores[label][player][split]``: the mean metric (``None`` when no example could be scored)."""
+"""``scores[label][player][split]``: the mean metric (``None`` when no example could be scored); splits of an
+``eval.tasks`` task are keyed ``<task>/<split>`` (``split_key``)."""
 
 
 @dataclass
@@ -58,6 +59,10 @@ class EvalConfig:
     """Alpaca judge: ``generate`` (greedy decode, parse ``{"score": N}``) or ``logprob`` (expected score)."""
     judge_max_new_tokens: int = 32
     """Greedy tokens of a decoded Alpaca judgment."""
+    tasks: list[str] = field(default_factory=list)
+    """Extra tasks to evaluate on besides the training task (unseen-task generalisation), each read from
+    ``task.data_dir/<name>/{val,test}.jsonl`` (or ``synthetic``), on the same ``eval.splits``. Empty: only the
+    training task. Models are always chosen on the training task's val score."""
 
     def __post_init__(self) -> None:
         if self.every < 0:
@@ -72,6 +77,12 @@ class EvalConfig:
                 raise ValueError(f"eval.{key}={getattr(self, key)} must be >= 1")
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(f"eval.max_examples={self.max_examples} must be >= 1 or null (all examples)")
+        bad = [t for t in self.tasks if t not in (SYNTHETIC, *TASK_NAMES)]
+        if bad or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(
+                f"eval.tasks={list(self.tasks)} must list distinct task names; allowed values: "
+                + ", ".join((SYNTHETIC, *TASK_NAMES))
+            )
         if self.judge_method not in ("generate", "logprob"):
             raise ValueError(
                 f"eval.judge_method={self.judge_method!r} is not valid; allowed values: generate, logprob"
@@ -107,17 +118,31 @@ class EvalUnit:
     player: str
     split: str
     shard: int
+    task: str | None = None
+    """An ``eval.tasks`` task; ``None``: the training task."""
+
+
+def split_key(task: str | None, split: str) -> str:
+    """The key of a task's split in ``Scores``: ``split`` for the training task, else ``<task>/<split>``."""
+    return split if task is None else f"{task}/{split}"
 
 
 def plan_units(t: int, players: Sequence[str], cfg: EvalConfig, iterations: int) -> list[EvalUnit]:
-    """Every unit of iteration t's stage, ordered by label, player, split, shard."""
+    """Every unit of iteration t's stage, ordered by label, player, task (the training task first, then
+    ``eval.tasks``), split, shard."""
     return [
-        EvalUnit(label=label, player=p, split=split, shard=s)
+        EvalUnit(label=label, player=p, split=split, shard=s, task=task)
         for label in labels(t, cfg.every, iterations)
         for p in players
+        for task in [None, *cfg.tasks]
         for split in cfg.splits
         for s in range(cfg.num_shards)
     ]
+
+
+def unit_task(task: TaskConfig, unit_task_name: str | None) -> TaskConfig:
+    """The task a unit evaluates on: the training task, or an ``eval.tasks`` task (same data folder)."""
+    return task if unit_task_name is None else replace(task, name=unit_task_name)
 
 
 def task_units(units: Sequence[EvalUnit], units_per_task: int) -> list[list[EvalUnit]]:
@@ -142,12 +167,16 @@ def check_task_data(task: TaskConfig, ev: EvalConfig, seed: int) -> None:
     that has no example."""
     if not prompt_pool(task, seed):
         raise TaskDataError(f"{_split_file(task, 'train')}: no examples; the prompt pool needs at least one")
-    for split in ev.splits if ev.every else []:
-        if not split_examples(task, ev, seed, split):
-            fix = "eval.splits=[val] or eval.every=0" if split == "test" else "eval.every=0"
-            raise TaskDataError(
-                f"{_split_file(task, split)}: no examples; evaluation needs them (or set {fix})"
-            )
+    for name in [None, *ev.tasks] if ev.every else []:
+        each = unit_task(task, name)
+        for split in ev.splits:
+            if not split_examples(each, ev, seed, split):
+                fix = "eval.splits=[val] or eval.every=0" if split == "test" else "eval.every=0"
+                if name is not None:
+                    fix += f", or drop {name} from eval.tasks"
+                raise TaskDataError(
+                    f"{_split_file(each, split)}: no examples; evaluation needs them (or set {fix})"
+                )
 
 
 def _split_file(task: TaskConfig, split: str) -> str:
@@ -226,6 +255,8 @@ class EvalRecord:
     extracted: str | None
     score: float | None
     judge_output: str | None
+    task: str | None = None
+    """An ``eval.tasks`` task (the key is written only then); ``None``: the training task."""
 
     KEYS = (
         "id",
@@ -240,12 +271,13 @@ class EvalRecord:
     )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.KEYS}
+        extra = {} if self.task is None else {"task": self.task}
+        return {k: getattr(self, k) for k in self.KEYS} | extra
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalRecord:
-        if set(d) != set(cls.KEYS):
-            raise ValueError(f"evaluation record: keys {sorted(d)}; expected {sorted(cls.KEYS)}")
+        if set(d) - {"task"} != set(cls.KEYS):
+            raise ValueError(f"evaluation record: keys {sorted(d)}; expected {sorted(cls.KEYS)} (and task)")
         score = d["score"]
         if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
             raise ValueError(f"evaluation record {d['id']!r}: score must be a number or null, got {score!r}")
@@ -257,7 +289,7 @@ def summarize(records: Iterable[EvalRecord]) -> tuple[Scores, int]:
     sums: dict[tuple[str, str, str], list[float]] = {}
     failed = 0
     for r in records:
-        values = sums.setdefault((r.iteration, r.player, r.split), [])
+        values = sums.setdefault((r.iteration, r.player, split_key(r.task, r.split)), [])
         if r.score is None:
             failed += 1
         else:
