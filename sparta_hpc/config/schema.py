@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sparta_hpc.cluster.resources import ClusterConfig
 from sparta_hpc.engines.base import EngineConfig, ModelConfig, TinyConfig
 from sparta_hpc.errors import ConfigError, require_positive
+from sparta_hpc.method.judging import RUBRICS
 from sparta_hpc.method.settings import PROFILES, PlanConfig, RateConfig
 from sparta_hpc.tasks.evaluation import EvalConfig
 from sparta_hpc.tasks.pool import TaskConfig
@@ -89,6 +90,11 @@ class JudgeConfig:
     """Longest decoded judgment in tokens (``method=generate``)."""
     max_prompt_tokens: int | None = None
     """Right-truncate the judge prompt to this many tokens (released: 512); null never truncates."""
+    rubric: str = "default"
+    """How the judge prompt shows the reply format: ``default``: ``in this form: {"score": N}, where N is your
+    grade`` (no number that could anchor a weak judge); ``released``: ``like this: {"score": 7}`` (a concrete
+    example score). Replies are parsed alike; ``method=logprob`` appends ``{"score": `` to either prompt and
+    reads the next token. The Alpaca evaluation judge always uses ``default``."""
     num_shards: int = 1
     """Judging array tasks per iteration."""
     chunk_size: int = 64
@@ -97,6 +103,10 @@ class JudgeConfig:
     def __post_init__(self) -> None:
         if self.method not in ("generate", "logprob"):
             raise ConfigError(f"judge.method={self.method!r} is not valid; allowed values: generate, logprob")
+        if self.rubric not in RUBRICS:
+            raise ConfigError(
+                f"judge.rubric={self.rubric!r} is not valid; allowed values: {', '.join(RUBRICS)}"
+            )
         require_positive("judge", self, ("max_new_tokens", "num_shards", "chunk_size", "top_k"))
 
 

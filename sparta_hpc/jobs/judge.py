@@ -41,7 +41,9 @@ def judge_requests(
                     Request(
                         request_id=f"{m.match_id}/{judge}/{side}",
                         model=judge,
-                        prompt=judging.judge_prompt(m.prompt, responses[(m.match_id, player)]),
+                        prompt=judging.judge_prompt(
+                            m.prompt, responses[(m.match_id, player)], cfg.judge.rubric
+                        ),
                         seed=stable_seed(cfg.run.seed, t, m.match_id, judge, side),
                         assistant_prefix=prefix,
                         max_prompt_tokens=cfg.judge.max_prompt_tokens,

@@ -22,7 +22,12 @@ Answer to grade:
 {response}
 
 Grade how well the answer serves the question: correctness, helpfulness and clarity. Give a whole number \
-from 1 (useless) to 10 (excellent). Reply with a JSON object and nothing else, like this: {{"score": 7}}"""
+from 1 (useless) to 10 (excellent). Reply with a JSON object and nothing else, {reply}"""
+RUBRICS = {
+    "default": 'in this form: {"score": N}, where N is your grade.',
+    "released": 'like this: {"score": 7}',
+}
+"""How the judge prompt (``judge.rubric``) ends: the format with a placeholder, or with an example score."""
 
 _PATTERNS = tuple(
     re.compile(p, re.IGNORECASE)
@@ -37,9 +42,11 @@ _PATTERNS = tuple(
 _NOT_JSON = object()
 
 
-def judge_prompt(question: str, response: str) -> str:
-    """The user message asking a judge to score ONE response to ``question`` as ``{"score": N}``, N 1..10."""
-    return _PROMPT.format(question=question, response=response)
+def judge_prompt(question: str, response: str, rubric: str = "default") -> str:
+    """The user message asking a judge to score ONE response to ``question`` as ``{"score": N}``, N 1..10.
+
+    ``rubric`` (``RUBRICS``): ``default`` shows the format without a number, ``released`` an example score."""
+    return _PROMPT.format(question=question, response=response, reply=RUBRICS[rubric])
 
 
 def judges_for(players: Sequence[str], match_players: tuple[str, str]) -> list[str]:

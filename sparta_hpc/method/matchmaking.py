@@ -20,7 +20,8 @@ def _rng(*parts: object) -> random.Random:
 def sample_prompts(pool_size: int, num_prompts: int, seed: int | str, iteration: int, mode: str) -> list[int]:
     """Indices of this iteration's prompts in the train pool, drawn without replacement.
 
-    ``fixed``: the same sample in every iteration (released code); ``resample``: a new sample per iteration.
+    ``fixed``: the same sample, in the same order, in every iteration (released code); ``resample``: a new
+    sample per iteration.
     A pool smaller than ``num_prompts`` gives all of its indices, shuffled.
     """
     if mode not in ("fixed", "resample"):
@@ -44,10 +45,11 @@ def pick_opponent(
 ) -> str:
     """With probability alpha any other player, else one of the k others nearest to ``a`` in rating.
 
-    Ties in distance keep the order of ``players``.
+    Ties in distance keep the order of ``players``. ``pairing=random``: always any other player (after the
+    same draw of the branch, so the generator advances as with ``alpha=1``).
     """
     others = [p for p in players if p != a]
-    if rng.random() < cfg.alpha:
+    if rng.random() < cfg.alpha or cfg.pairing == "random":
         return rng.choice(others)
     nearest = sorted(others, key=lambda p: abs(ratings[a] - ratings[p]))
     return rng.choice(nearest[: cfg.k])
@@ -61,10 +63,13 @@ def plan_matches(
     seed: int | str,
     iteration: int,
 ) -> list[Match]:
-    """One match per ``(prompt_id, prompt)``, in prompt order; ``ratings``: those at the iteration start."""
+    """One match per ``(prompt_id, prompt)``, in prompt order; ``ratings``: those at the iteration start.
+
+    The generator is seeded with ``seed`` and ``iteration``, or with iteration 0 under ``schedule=fixed``.
+    """
     if len(players) < 2 or len(set(players)) != len(players) or not all(p in ratings for p in players):
         raise ValueError(f"match-making needs two or more distinct players, all rated; got {list(players)}")
-    rng = _rng("plan", seed, iteration)
+    rng = _rng("plan", seed, 0 if cfg.schedule == "fixed" else iteration)
     firsts = first_players(len(prompts), players, rng)
     return [
         Match(

@@ -10,12 +10,19 @@ from sparta_hpc.method.settings import RateConfig
 from sparta_hpc.method.types import JudgedMatch, PreferencePair
 
 
+def judge_weights(ratings: Mapping[str, float], aggregation: str) -> Mapping[str, float]:
+    """R_k of every judge in D and S: ``ratings`` itself (``reputation``; later updates show through) or 1
+    for every judge (``uniform``)."""
+    return ratings if aggregation == "reputation" else dict.fromkeys(ratings, 1.0)
+
+
 def aggregate_scores(
-    match: JudgedMatch, ratings: Mapping[str, float], failed_judgment: str
+    match: JudgedMatch, ratings: Mapping[str, float], failed_judgment: str, aggregation: str = "reputation"
 ) -> tuple[float, float] | None:
     """``(S_a, S_b)``, S = sum_k R_k s_k / sum_k R_k over the counted judges with judge weights ``ratings``
-    (no competitor weights), or ``None`` when no judge weight counts."""
+    (all 1 under ``uniform``; no competitor weights), or ``None`` when no judge weight counts."""
     scores = counted_scores(match.judgments, failed_judgment)
+    ratings = judge_weights(ratings, aggregation)
     total = math.fsum(ratings[k] for k, _, _ in scores)
     if total == 0:
         return None
@@ -29,9 +36,9 @@ def preference_pair(
 ) -> PreferencePair | None:
     """The pair of one match, or ``None`` for an exact tie, no judge weight, or a margin below the minimum.
 
-    The side with the larger ``aggregate_scores`` (with the final ratings R) is chosen.
+    The side with the larger ``aggregate_scores`` (with the final ratings R, or uniform weights) is chosen.
     """
-    aggregate = aggregate_scores(match, ratings, cfg.failed_judgment)
+    aggregate = aggregate_scores(match, ratings, cfg.failed_judgment, cfg.aggregation)
     if aggregate is None:
         return None
     s_a, s_b = aggregate

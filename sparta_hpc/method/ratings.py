@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from sparta_hpc.method.judging import counted_scores
-from sparta_hpc.method.preferences import preference_pairs
+from sparta_hpc.method.preferences import judge_weights, preference_pairs
 from sparta_hpc.method.settings import RateConfig
 from sparta_hpc.method.types import JudgedMatch, PlayerRating, PreferencePair, RatingTable
 
@@ -86,7 +86,7 @@ def competitor_weights(
 def score_gap(
     scores: Sequence[tuple[str, float, float]], ratings: Mapping[str, float], w_a: float, w_b: float
 ) -> float | None:
-    """D = sum_k R_k (w_a s_k(a) - w_b s_k(b)) / sum_k R_k, or ``None`` when the judge weight is 0."""
+    """D = sum_k R_k (w_a s_k(a) - w_b s_k(b)) / sum_k R_k, R_k = ``ratings[k]``; ``None`` if the sum is 0."""
     total = math.fsum(ratings[k] for k, _, _ in scores)
     if total == 0:
         return None
@@ -155,10 +155,11 @@ def rate_iteration(
     deviations = {p: start[p].deviation for p in players}
     deltas = {p: list(start[p].deltas) if cfg.keep_deltas else [] for p in players}
     counts = judge_counts(judged)
+    judges = judge_weights(ratings, cfg.aggregation)
     skipped = 0
     for n, match in enumerate(judged, start=1):
         a, b = match.players
-        d = score_gap(counted_scores(match.judgments, cfg.failed_judgment), ratings, weights[a], weights[b])
+        d = score_gap(counted_scores(match.judgments, cfg.failed_judgment), judges, weights[a], weights[b])
         if d is None:
             skipped += 1
             continue

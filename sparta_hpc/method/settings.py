@@ -27,8 +27,19 @@ class PlanConfig:
     num_prompts: int = 1000
     """N, prompts (= matches) per iteration."""
     prompts: str = "resample"
-    """``resample``: a new sample each iteration (seed from run seed and t); ``fixed``: the same sample every
-    iteration (released code)."""
+    """Which prompts: ``resample``: a new sample each iteration (seed from run seed and t); ``fixed``: the
+    same sample, in the same order, every iteration (released code). Who plays them is ``plan.schedule``."""
+    schedule: str = "resample"
+    """Who plays each prompt. ``resample``: new draws each iteration (seed from run seed and t). ``fixed``:
+    every iteration replays iteration 0's draws (the released code re-seeds with 42 before the same draws), so
+    these repeat: the first player at every match position, whether its opponent is drawn uniformly or from
+    the k nearest, and a uniformly drawn opponent. A nearest-k opponent can change: the same draw picks from
+    the k nearest by the ratings at the start of the iteration (with ``pairing=random`` every pair repeats).
+    Under ``prompts=fixed`` (released) position i holds the same prompt every iteration, so each prompt keeps
+    its first player; under ``prompts=resample`` new prompts fill the positions."""
+    pairing: str = "reputation"
+    """``reputation``: the alpha / k rule below (paper); ``random``: the opponent is always uniform over the
+    other players (the "random pairing" ablation; the same draws and matches as ``alpha=1``)."""
     alpha: float = 0.6
     """Probability that the opponent is drawn uniformly from all other players."""
     k: int = 5
@@ -37,6 +48,8 @@ class PlanConfig:
     def __post_init__(self) -> None:
         _at_least("plan.num_prompts", self.num_prompts, 1)
         _choice("plan.prompts", self.prompts, ("resample", "fixed"))
+        _choice("plan.schedule", self.schedule, ("resample", "fixed"))
+        _choice("plan.pairing", self.pairing, ("reputation", "random"))
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"plan.alpha={self.alpha!r} must be in [0, 1]")
         _at_least("plan.k", self.k, 1)
@@ -64,6 +77,9 @@ class RateConfig:
     """Released schedule: s."""
     c: float = 20.0
     """Released schedule: divisor c."""
+    aggregation: str = "reputation"
+    """Judge weights R_k in the rating update's D and the preference pairs' S: ``reputation``: the judge's
+    current rating (paper and released); ``uniform``: 1 for every counted judge (a plain mean; ablation)."""
     weights: str = "normal"
     """Competitor weights w: ``normal`` (w = 1), ``static`` or ``dynamic`` (released variants). These two need
     the end-of-iteration rating history and act from 0-based iteration t = 2, frozen from t = 8 on at t = 7's
@@ -86,6 +102,7 @@ class RateConfig:
 
     def __post_init__(self) -> None:
         _choice("rate.gain", self.gain, ("constant", "schedule"))
+        _choice("rate.aggregation", self.aggregation, ("reputation", "uniform"))
         _choice("rate.weights", self.weights, ("normal", "static", "dynamic"))
         _choice("rate.failed_judgment", self.failed_judgment, ("exclude", "neutral"))
         _at_least("rate.window", self.window, 2)
@@ -98,19 +115,23 @@ class RateConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {
         "plan.prompts": "resample",
+        "plan.schedule": "resample",
         "rate.gain": "constant",
         "rate.weights": "normal",
         "rate.failed_judgment": "exclude",
         "rate.keep_deltas": True,
         "judge.max_prompt_tokens": None,
+        "judge.rubric": "default",
     },
     "released": {
         "plan.prompts": "fixed",
+        "plan.schedule": "fixed",
         "rate.gain": "schedule",
         "rate.weights": "static",
         "rate.failed_judgment": "neutral",
         "rate.keep_deltas": False,
         "judge.max_prompt_tokens": 512,
+        "judge.rubric": "released",
         "train.max_prompt_tokens": 256,
     },
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 Score = float | None
 """A judge's score of one response; ``None`` is a failed parse, never a silent default."""
@@ -16,15 +16,10 @@ Score = float | None
 
 def _require(d: dict[str, Any], keys: tuple[str, ...], kind: str) -> None:
     """Raise ValueError naming unknown and missing keys of a record dict."""
-    unknown = sorted(set(d) - set(keys))
-    missing = [k for k in keys if k not in d]
-    if unknown or missing:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing}")
-        if unknown:
-            parts.append(f"unknown keys {unknown}")
-        raise ValueError(f"{kind}: {'; '.join(parts)} (valid keys: {list(keys)})")
+    bad = (("missing", [k for k in keys if k not in d]), ("unknown", sorted(set(d) - set(keys))))
+    if bad[0][1] or bad[1][1]:
+        parts = "; ".join(f"{what} keys {names}" for what, names in bad if names)
+        raise ValueError(f"{kind}: {parts} (valid keys: {list(keys)})")
 
 
 def _json_form(record: Any) -> dict[str, Any]:
@@ -46,21 +41,14 @@ class Match:
 
     KEYS = ("match_id", "iteration", "index", "prompt_id", "prompt", "players")
 
-    def to_dict(self) -> dict[str, Any]:
-        return _json_form(self)
+    to_dict = _json_form
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Match:
         _require(d, cls.KEYS, "match")
         a, b = d["players"]
-        return cls(
-            match_id=str(d["match_id"]),
-            iteration=int(d["iteration"]),
-            index=int(d["index"]),
-            prompt_id=str(d["prompt_id"]),
-            prompt=str(d["prompt"]),
-            players=(str(a), str(b)),
-        )
+        text = {k: str(d[k]) for k in ("match_id", "prompt_id", "prompt")}
+        return cls(**text, iteration=int(d["iteration"]), index=int(d["index"]), players=(str(a), str(b)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,18 +62,13 @@ class Generation:
 
     KEYS = ("match_id", "player", "response", "num_tokens")
 
-    def to_dict(self) -> dict[str, Any]:
-        return _json_form(self)
+    to_dict = _json_form
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Generation:
         _require(d, cls.KEYS, "generation")
-        return cls(
-            match_id=str(d["match_id"]),
-            player=str(d["player"]),
-            response=str(d["response"]),
-            num_tokens=int(d["num_tokens"]),
-        )
+        text = {k: str(d[k]) for k in ("match_id", "player", "response")}
+        return cls(**text, num_tokens=int(d["num_tokens"]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,20 +87,14 @@ class Judgment:
         """Both responses got a score."""
         return self.scores[0] is not None and self.scores[1] is not None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _json_form(self)
+    to_dict = _json_form
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Judgment:
         _require(d, cls.KEYS, "judgment")
-        sa, sb = d["scores"]
-        ra, rb = d["raw"]
-        return cls(
-            match_id=str(d["match_id"]),
-            judge=str(d["judge"]),
-            scores=(_score(sa), _score(sb)),
-            raw=(str(ra), str(rb)),
-        )
+        (sa, sb), (ra, rb) = d["scores"], d["raw"]
+        text = {k: str(d[k]) for k in ("match_id", "judge")}
+        return cls(**text, scores=(_score(sa), _score(sb)), raw=(str(ra), str(rb)))
 
 
 def _score(x: Any) -> Score:
@@ -169,13 +146,9 @@ class JudgedMatch:
         for j, s in d["judgments"].items():
             sa, sb = (None, None) if s is None else _two(s, f"judgments[{j!r}]")
             judgments[j] = None if s is None else (_score(sa), _score(sb))
-        return cls(
-            match_id=str(d["match_id"]),
-            prompt=str(d["prompt"]),
-            players=_two(d["players"], "players", str),
-            responses=_two(d["responses"], "responses", str),
-            judgments=judgments,
-        )
+        players, responses = (_two(d[k], k, str) for k in ("players", "responses"))
+        text = {k: str(d[k]) for k in ("match_id", "prompt")}
+        return cls(**text, players=players, responses=responses, judgments=judgments)
 
 
 def _two(x: Any, what: str, kind: type = object) -> tuple[Any, Any]:
@@ -202,16 +175,12 @@ class PlayerRating:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PlayerRating:
-        unknown = sorted(set(d) - {"rating", "deviation", "deltas"})
-        if unknown or "rating" not in d or "deviation" not in d:
+        if not {"rating", "deviation"} <= set(d) <= {"rating", "deviation", "deltas"}:
             raise ValueError(
                 f"rating entry: needs 'rating' and 'deviation' (optional 'deltas'), got keys {sorted(d)}"
             )
-        return cls(
-            rating=float(d["rating"]),
-            deviation=float(d["deviation"]),
-            deltas=tuple(float(x) for x in d.get("deltas", [])),
-        )
+        deltas = tuple(float(x) for x in d.get("deltas", []))
+        return cls(rating=float(d["rating"]), deviation=float(d["deviation"]), deltas=deltas)
 
 
 RatingTable = dict[str, PlayerRating]
@@ -232,20 +201,10 @@ class PreferencePair:
     score_chosen: float
     score_rejected: float
 
-    KEYS = (
-        "match_id",
-        "prompt",
-        "chosen",
-        "rejected",
-        "chosen_model",
-        "rejected_model",
-        "margin",
-        "score_chosen",
-        "score_rejected",
-    )
+    KEYS: ClassVar[tuple[str, ...]] = ("match_id", "prompt", "chosen", "rejected", "chosen_model")
+    KEYS += ("rejected_model", "margin", "score_chosen", "score_rejected")
 
-    def to_dict(self) -> dict[str, Any]:
-        return _json_form(self)
+    to_dict = _json_form
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreferencePair:

@@ -1,10 +1,11 @@
 """The science of a run in numbers: pure functions over judged matches (numpy, no file I/O).
 
 A match's outcome is decided as in preference selection (spec section 6): the side with the larger
-reputation-weighted mean score S = sum_k R_k s_k / sum_k R_k over the counted judges wins; an exact tie counts
-half for each side; a match without judge weight has no outcome. On these outcomes: win/loss/tie counts, a
-Bradley-Terry fit (MLE, Elo scale) with seeded bootstrap confidence intervals over matches, and pairwise win
-rates. On the judges: parse-failure rates and agreement with the aggregate and with each other.
+reputation-weighted mean score S = sum_k R_k s_k / sum_k R_k over the counted judges wins (all R_k = 1 under
+``rate.aggregation=uniform``); an exact tie counts half for each side; a match without judge weight has no
+outcome. On these outcomes: win/loss/tie counts, a Bradley-Terry fit (MLE, Elo scale) with seeded bootstrap
+confidence intervals over matches, and pairwise win rates. On the judges: parse-failure rates and agreement
+with the aggregate and with each other.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sparta_hpc.method.preferences import aggregate_scores
+from sparta_hpc.method.preferences import aggregate_scores, judge_weights
 from sparta_hpc.method.ratings import judge_counts
 from sparta_hpc.method.types import JudgedMatch
 
@@ -218,12 +219,14 @@ def leaderboard(
     *,
     seed: int | Sequence[int],
     num_samples: int = 1000,
+    aggregation: str = "reputation",
 ) -> list[dict[str, Any]]:
     """One row per player, best reputation first: SPARTA ``reputation`` and ``deviation`` (``reputations``:
-    ``{player: (R, sigma)}`` at the end of the iteration, also the judge weights), BT rating with its 95%
-    bootstrap interval, wins / losses / ties, and the player's parse-failure rate and agreement as a judge."""
+    ``{player: (R, sigma)}`` at the end of the iteration, also the judge weights unless ``aggregation`` is
+    ``uniform``), BT rating with its 95% bootstrap interval, wins / losses / ties, and the player's
+    parse-failure rate and agreement as a judge."""
     players = list(reputations)
-    weights = {p: r for p, (r, _) in reputations.items()}
+    weights = judge_weights({p: r for p, (r, _) in reputations.items()}, aggregation)
     results = outcomes(judged, weights, failed_judgment)
     bt = bradley_terry(results, players)
     ci = bootstrap_bradley_terry(results, players, seed=seed, num_samples=num_samples)

@@ -16,6 +16,7 @@ from typing import Any
 from sparta_hpc.config import SpartaConfig, load_config
 from sparta_hpc.errors import StateError
 from sparta_hpc.files import atomic_write_text, dump_json, parse_records, read_json
+from sparta_hpc.method.preferences import judge_weights
 from sparta_hpc.method.types import JudgedMatch
 from sparta_hpc.report import analysis, plots
 from sparta_hpc.report.render import render_html, render_markdown
@@ -81,9 +82,14 @@ def analyse(run: RunDir, cfg: SpartaConfig, iterations: list[int]) -> tuple[list
     for t in iterations:
         judged = parse_records(run.judged(t), JudgedMatch.from_dict)
         reps = {p: (r["rating"], r["deviation"]) for p, r in read_json(run.ratings(t)).items()}
-        weights = {p: r for p, (r, _) in reps.items()}
+        weights = judge_weights({p: r for p, (r, _) in reps.items()}, cfg.rate.aggregation)
         rows = analysis.leaderboard(
-            judged, reps, failed, seed=[cfg.run.seed, t], num_samples=BOOTSTRAP_SAMPLES
+            judged,
+            reps,
+            failed,
+            seed=[cfg.run.seed, t],
+            num_samples=BOOTSTRAP_SAMPLES,
+            aggregation=cfg.rate.aggregation,
         )
         decided = analysis.outcomes(judged, weights, failed)
         judges = analysis.judge_stats(judged, weights, failed)

@@ -196,6 +196,7 @@ def summary(result: RateResult, cfg: RateConfig) -> str:
         f"rated {result.num_matches} matches ({result.num_skipped} skipped: no counted judge) with "
         f"rate.gain={cfg.gain} rate.weights={cfg.weights} rate.failed_judgment={cfg.failed_judgment}; "
         f"{len(result.pairs)} preference pairs"
+        + (" (uniform judge weights: rate.aggregation=uniform)" if cfg.aggregation == "uniform" else "")
     ]
     if cfg.weights != "normal":
         lines.append(f"  competitor weights: {result.weights}")

@@ -40,8 +40,23 @@ def test_released_profile_sets_its_defaults_and_explicit_keys_still_win() -> Non
     assert (
         cfg.rate.keep_deltas is False and cfg.plan.prompts == "fixed" and cfg.judge.max_prompt_tokens == 512
     )
+    assert (cfg.plan.schedule, cfg.judge.rubric) == ("fixed", "released")
+    assert (cfg.plan.pairing, cfg.rate.aggregation) == ("reputation", "reputation")  # as the paper's
     cfg = load_config(overrides=["run.profile=released", "rate.weights=normal"])
     assert cfg.rate.weights == "normal" and cfg.rate.gain == "schedule"
+
+
+def test_paper_profile_resamples_and_shows_no_example_score() -> None:
+    cfg = load_config(overrides=["run.profile=paper"])
+    assert (cfg.plan.prompts, cfg.plan.schedule, cfg.plan.pairing) == ("resample", "resample", "reputation")
+    assert (cfg.judge.rubric, cfg.rate.aggregation) == ("default", "reputation")
+
+
+def test_ablation_keys_load_from_overrides() -> None:
+    keys = ["plan.pairing=random", "plan.schedule=fixed", "rate.aggregation=uniform", "judge.rubric=released"]
+    cfg = load_config(overrides=keys)
+    assert (cfg.plan.pairing, cfg.plan.schedule) == ("random", "fixed")
+    assert (cfg.rate.aggregation, cfg.judge.rubric) == ("uniform", "released")
 
 
 def test_overrides_are_typed() -> None:
@@ -52,12 +67,23 @@ def test_overrides_are_typed() -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("plan.alfa=0.5", r"unknown key 'plan.alfa'; valid keys: plan.num_prompts, plan.prompts, plan.alpha"),
+        (
+            "plan.alfa=0.5",
+            r"unknown key 'plan.alfa'; valid keys: plan.num_prompts, plan.prompts, plan.schedule, "
+            r"plan.pairing, plan.alpha, plan.k$",
+        ),
         ("nosuch.key=1", r"unknown key 'nosuch'"),
         ("plan.alpha=1.5", r"plan.alpha=1.5 must be in \[0, 1\]"),
         ("plan.alpha=abc", r"plan.alpha"),
         ("plan.k=4", r"plan.k=4 but only 3 opponents exist"),
         ("judge.method=vote", r"judge.method='vote' is not valid; allowed values: generate, logprob"),
+        ("judge.rubric=terse", r"judge.rubric='terse' is not valid; allowed values: default, released"),
+        ("plan.pairing=elo", r"plan.pairing='elo' is not valid; allowed values: reputation, random"),
+        ("plan.schedule=once", r"plan.schedule='once' is not valid; allowed values: resample, fixed"),
+        (
+            "rate.aggregation=mean",
+            r"rate.aggregation='mean' is not valid; allowed values: reputation, uniform",
+        ),
         ("rate.gain=fast", r"rate.gain='fast' is not valid; allowed values: constant, schedule"),
         ("run.profile=mine", r"run.profile='mine' is not valid; allowed values: paper, released"),
         ("cluster.backend=k8s", r"cluster.backend='k8s' is not valid"),

@@ -1,9 +1,12 @@
 """Judge prompt and the released score parser (spec section 4)."""
 
+import re
+
 import pytest
 
 from sparta_hpc.method.judging import (
     NEUTRAL_SCORE,
+    RUBRICS,
     SCORE_PREFIX,
     counted_scores,
     judge_prompt,
@@ -87,3 +90,49 @@ def test_counted_scores_switch() -> None:
         ("z", 8.0, 6.0),
     ]
     assert NEUTRAL_SCORE == 5.0
+
+
+RELEASED_PROMPT = """You are grading one answer to a question.
+
+Question:
+What is 2+2?
+
+Answer to grade:
+It is 4.
+
+Grade how well the answer serves the question: correctness, helpfulness and clarity. Give a whole number \
+from 1 (useless) to 10 (excellent). Reply with a JSON object and nothing else, like this: {"score": 7}"""
+
+
+def test_default_rubric_shows_the_format_without_a_score() -> None:
+    text = judge_prompt("What is 2+2?", "It is 4.")
+    assert text == judge_prompt("What is 2+2?", "It is 4.", "default")
+    instruction = text[text.index("It is 4.") + len("It is 4.") :]
+    reply = instruction[instruction.index("Reply with") :]
+    assert '{"score": N}' in reply and not re.search(r"\d", reply)  # no number a judge could copy
+    assert text.endswith(
+        'Reply with a JSON object and nothing else, in this form: {"score": N}, where N is your grade.'
+    )
+
+
+def test_released_rubric_is_the_former_wording_with_an_example_score() -> None:
+    assert judge_prompt("What is 2+2?", "It is 4.", "released") == RELEASED_PROMPT
+    assert set(RUBRICS) == {"default", "released"}
+    with pytest.raises(KeyError):
+        judge_prompt("q", "r", "terse")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"score": 8}', 8),
+        ('{"score": 8}\nThe answer is correct and clear.', 8),
+        ('```json\n{"score": 6}\n```', 6),
+        ('{"score": 9, "reason": "correct"}', 9),
+        ('{"score": N}', None),  # the placeholder copied: no grade, a failed judgment, never a made-up 7
+        ('{"score": N}, where N is your grade.', None),
+        ('{"score": <8>}', None),  # so the placeholder is N, not <...>: the parser cannot read <8>
+    ],
+)
+def test_answers_to_the_default_rubric_parse(text: str, expected: int | None) -> None:
+    assert parse_score(text) == expected

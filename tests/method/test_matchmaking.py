@@ -1,5 +1,6 @@
 """Prompt sampling and match-making (spec sections 2.1 and 3)."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -9,7 +10,8 @@ from collections import Counter
 import pytest
 
 from sparta_hpc.method.matchmaking import plan_matches, sample_prompts
-from sparta_hpc.method.settings import PlanConfig
+from sparta_hpc.method.settings import PROFILES, PlanConfig
+from sparta_hpc.method.types import Match
 
 PLAYERS = ["p0", "p1", "p2", "p3", "p4"]
 RATINGS = {"p0": 100.0, "p1": 101.0, "p2": 103.0, "p3": 110.0, "p4": 90.0}
@@ -123,3 +125,95 @@ def test_sample_prompts_fixed_and_resample() -> None:
     assert sorted(small) == list(range(7))
     with pytest.raises(ValueError, match="plan.prompts"):
         sample_prompts(10, 5, 42, 0, "sometimes")
+
+
+def plan_config(profile: str, **overrides: object) -> PlanConfig:
+    keys = {k.removeprefix("plan."): v for k, v in PROFILES[profile].items() if k.startswith("plan.")}
+    return PlanConfig(**(keys | overrides))  # type: ignore[arg-type]
+
+
+def three_iterations(cfg: PlanConfig, pool_size: int = 500, num_prompts: int = 37) -> list[list[Match]]:
+    """Ten players whose ratings change between iterations, as a run's do; seed 1234."""
+    players = [f"p{i}" for i in range(10)]
+    pool = [(f"id{i}", f"prompt {i}") for i in range(pool_size)]
+    out = []
+    for t in range(3):
+        ratings = {p: 100.0 + ((i * 7 + t * 3) % 11) - 5.0 * t * (i % 2) for i, p in enumerate(players)}
+        chosen = sample_prompts(len(pool), num_prompts, 1234, t, cfg.prompts)
+        out.append(plan_matches([pool[i] for i in chosen], players, ratings, cfg, seed=1234, iteration=t))
+    return out
+
+
+def test_paper_profile_plans_the_same_matches_as_before_the_schedule_and_pairing_keys() -> None:
+    # Recorded from the code before plan.schedule and plan.pairing existed (commit 250d698): adding them must
+    # not change a single paper-profile match. If this fails, paper runs would no longer reproduce.
+    matches = three_iterations(plan_config("paper"))
+    text = json.dumps([[m.to_dict() for m in ms] for ms in matches], sort_keys=True)
+    assert hashlib.sha256(text.encode()).hexdigest() == (
+        "94b548edd66784113d177fbe829758abb45166d9da44b06b887bff1c08dace1e"
+    )
+    assert [m.players for m in matches[1][:5]] == [
+        ("p8", "p5"),
+        ("p1", "p0"),
+        ("p2", "p3"),
+        ("p5", "p1"),
+        ("p0", "p2"),
+    ]
+
+
+def firsts_by_prompt(matches: list[Match]) -> list[tuple[str, str]]:
+    return [(m.prompt_id, m.players[0]) for m in matches]
+
+
+def test_released_profile_repeats_prompts_and_first_players_every_iteration() -> None:
+    cfg = plan_config("released")
+    assert (cfg.prompts, cfg.schedule) == ("fixed", "fixed")
+    t0, t1, t2 = three_iterations(cfg)
+    assert firsts_by_prompt(t0) == firsts_by_prompt(t1) == firsts_by_prompt(t2)
+    # the ratings differ between iterations, so some nearest-k opponents differ, never the first players
+    assert [m.players for m in t0] != [m.players for m in t1]
+    # iteration 0 is the draw every later iteration replays: the same as the resampling schedule's iteration 0
+    resampled = three_iterations(plan_config("released", schedule="resample"))
+    assert firsts_by_prompt(resampled[0]) == firsts_by_prompt(t0)
+    # plan.prompts=fixed alone repeats the prompts but draws a new schedule each iteration
+    assert [m.prompt_id for m in resampled[1]] == [m.prompt_id for m in t0]
+    assert firsts_by_prompt(resampled[1]) != firsts_by_prompt(resampled[0])
+
+
+def test_fixed_schedule_repeats_every_uniform_opponent() -> None:
+    for cfg in (PlanConfig(schedule="fixed", alpha=1.0), PlanConfig(schedule="fixed", pairing="random")):
+        t0, t1, t2 = three_iterations(cfg)
+        assert [m.players for m in t0] == [m.players for m in t1] == [m.players for m in t2]
+        assert [m.prompt_id for m in t0] != [m.prompt_id for m in t1]  # prompts=resample: new prompts
+
+
+def test_fixed_schedule_nearest_opponent_follows_the_ratings() -> None:
+    cfg = PlanConfig(schedule="fixed", alpha=0.0, k=1)
+    before = {"p0": 100.0, "p1": 101.0, "p2": 120.0, "p3": 80.0}
+    after = {"p0": 100.0, "p1": 130.0, "p2": 99.0, "p3": 80.0}  # p0's nearest: p1, then p2
+    plans = [plan_matches(prompts(8), list(before), r, cfg, 3, t) for t, r in ((0, before), (5, after))]
+    assert [m.players[0] for m in plans[0]] == [m.players[0] for m in plans[1]]
+    assert {m.players[1] for m in plans[0] if m.players[0] == "p0"} == {"p1"}
+    assert {m.players[1] for m in plans[1] if m.players[0] == "p0"} == {"p2"}
+    assert [m.match_id for m in plans[1]][:1] == ["t005-m000000"]
+
+
+def test_random_pairing_ignores_ratings_and_equals_alpha_one() -> None:
+    cfg = PlanConfig(pairing="random", alpha=0.0, k=1)  # alpha and k no longer matter
+    few = [m.players for m in plan_matches(prompts(100), PLAYERS, RATINGS, cfg, seed=11, iteration=0)]
+    again = [m.players for m in plan_matches(prompts(100), PLAYERS, RATINGS, cfg, seed=11, iteration=0)]
+    alpha_one = plan_matches(prompts(100), PLAYERS, RATINGS, PlanConfig(alpha=1.0), seed=11, iteration=0)
+    same = few == again == [m.players for m in alpha_one]  # a bool: pytest's diff of long lists is slow
+    assert same
+    many = plan_matches(prompts(20000), PLAYERS, RATINGS, cfg, seed=11, iteration=0)
+    counts = Counter(m.players[1] for m in many if m.players[0] == "p0")
+    assert set(counts) == {"p1", "p2", "p3", "p4"}
+    assert max(counts.values()) / min(counts.values()) < 1.25  # with reputation pairing p1 would dominate
+    reputation = plan_matches(prompts(2000), PLAYERS, RATINGS, PlanConfig(alpha=0.0, k=1), 11, 0)
+    assert {m.players[1] for m in reputation if m.players[0] == "p0"} == {"p1"}
+
+
+@pytest.mark.parametrize(("key", "value"), [("prompts", "once"), ("schedule", "frozen"), ("pairing", "elo")])
+def test_plan_choices_are_checked(key: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"plan.{key}={value!r} is not valid"):
+        PlanConfig(**{key: value})  # type: ignore[arg-type]

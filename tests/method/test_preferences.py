@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from sparta_hpc.method.preferences import preference_pair, preference_pairs
+from sparta_hpc.method.preferences import aggregate_scores, judge_weights, preference_pair, preference_pairs
 from sparta_hpc.method.ratings import rate_iteration
 from sparta_hpc.method.settings import RateConfig
 from sparta_hpc.method.types import JudgedMatch, PlayerRating
@@ -96,3 +96,22 @@ def test_pairs_use_final_ratings_and_no_competitor_weights() -> None:
     s_b = (r["j1"] * 6 + r["j2"] * 7) / (r["j1"] + r["j2"])
     assert pair.chosen_model == "a" and pair.score_chosen == pytest.approx(s_a, abs=1e-12)
     assert pair.score_rejected == pytest.approx(s_b, abs=1e-12)
+
+
+def test_uniform_aggregation_is_the_plain_mean_of_the_counted_judges() -> None:
+    m = match("u", j1=(6.0, 7.0), j2=(10.0, 2.0), j3=None)
+    pair = preference_pair(m, R, replace(CFG, aggregation="uniform"))
+    # reputation: S_a = 7.0, S_b = 5.75 (above); plain mean: S_a = 8.0, S_b = 4.5
+    assert pair is not None and pair.chosen_model == "a"
+    assert (pair.score_chosen, pair.score_rejected) == (pytest.approx(8.0), pytest.approx(4.5))
+    assert aggregate_scores(m, R, "exclude", "uniform") == (8.0, 4.5)
+    assert aggregate_scores(m, R, "exclude") == (pytest.approx(7.0), pytest.approx(5.75))
+    # the choice flips where a low-rated judge outvotes a high-rated one only by count
+    lop = match("v", j1=(7.0, 6.0), j2=(2.0, 9.0))
+    assert preference_pair(lop, {"j1": 120.0, "j2": 10.0}, CFG).chosen_model == "a"  # type: ignore[union-attr]
+    flipped = preference_pair(lop, {"j1": 120.0, "j2": 10.0}, replace(CFG, aggregation="uniform"))
+    assert flipped is not None and flipped.chosen_model == "b"
+    assert (
+        judge_weights(R, "uniform") == {"j1": 1.0, "j2": 1.0, "j3": 1.0}
+        and judge_weights(R, "reputation") is R
+    )

@@ -275,3 +275,49 @@ def test_report_form() -> None:
         "weights": {"a": 1.0, "b": 1.0, "j": 1.0},
         "judge_counts": {"j": {"usable": 1, "failed": 0, "missing": 0}},
     }
+
+
+def test_uniform_aggregation_by_hand() -> None:
+    # j1 (R 120) prefers a, j2 (R 20) prefers b more strongly: reputation and plain mean disagree on the sign
+    start = table(a=100.0, b=100.0, j1=120.0, j2=20.0)
+    m = match("m1", "a", "b", j1=(6.0, 4.0), j2=(1.0, 9.0))
+    rep = rate_iteration([m], start, [], PAPER, iteration=0)
+    uni = rate_iteration([m], start, [], replace(PAPER, aggregation="uniform"), iteration=0)
+    d_rep = (120 * 2 + 20 * -8) / 140  # +0.571: a gains
+    d_uni = (2 + -8) / 2  # -3: a loses
+    step = math.tanh(0.5) * erf_term(100, 100, 0.5, 0.5)
+    assert rep.ratings["a"].rating == pytest.approx(100 + d_rep * step, abs=1e-12)
+    assert uni.ratings["a"].rating == pytest.approx(100 + d_uni * step, abs=1e-12)
+    assert [p.chosen_model for p in rep.pairs] == ["a"] and [p.chosen_model for p in uni.pairs] == ["b"]
+    assert uni.pairs[0].score_chosen == pytest.approx(6.5) and uni.pairs[0].margin == pytest.approx(-d_uni)
+
+
+def test_uniform_aggregation_with_failed_judgments() -> None:
+    start = table(a=100.0, b=100.0, j1=500.0, j2=10.0)
+    m = match("m1", "a", "b", j1=(8.0, 4.0), j2=(None, 7.0))
+    neutral = replace(PAPER, aggregation="uniform", failed_judgment="neutral", keep_deltas=False)
+    out = rate_iteration([m], start, [], neutral, iteration=0)
+    d = ((8 - 4) + (5 - 5)) / 2  # the failed judgment counts 5 vs 5 with weight 1, like any judge
+    step = math.tanh(0.5) * erf_term(100, 100, 0.5, 0.5)
+    assert out.ratings["a"].rating == pytest.approx(100 + d * step, abs=1e-12)
+    excluded = rate_iteration([m], start, [], replace(neutral, failed_judgment="exclude"), iteration=0)
+    assert excluded.ratings["a"].rating == pytest.approx(100 + 4 * step, abs=1e-12)
+
+
+def test_uniform_equals_reputation_when_judges_are_rated_alike() -> None:
+    start = table(a=104.0, b=97.0, c=100.0, j1=100.0, j2=100.0)
+    ms = [
+        match(f"m{i}", *pair, j1=(i % 10, 7.0), j2=(3.0, (i * 3) % 11))
+        for i, pair in enumerate([("a", "b"), ("b", "c"), ("c", "a")] * 5)
+    ]
+    rep = rate_iteration(ms, start, [], PAPER, iteration=0)
+    uni = rate_iteration(ms, start, [], replace(PAPER, aggregation="uniform"), iteration=0)
+    assert {p: r.rating for p, r in uni.ratings.items()} == pytest.approx(
+        {p: r.rating for p, r in rep.ratings.items()}, abs=1e-9
+    )
+
+
+def test_released_profile_keeps_reputation_weights() -> None:
+    assert released().aggregation == "reputation" and PAPER.aggregation == "reputation"
+    with pytest.raises(ValueError, match="rate.aggregation='mean' is not valid"):
+        RateConfig(aggregation="mean")

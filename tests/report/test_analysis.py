@@ -164,3 +164,20 @@ def test_leaderboard_rows() -> None:
     for r in rows:
         assert r["bt_low"] <= r["bt"] <= r["bt_high"]
     assert rows[0]["reputation"] == 101.0 and rows[0]["deviation"] == 0.3
+
+
+def test_leaderboard_follows_uniform_aggregation() -> None:
+    # C (R 200) sees A ahead, D (R 10) sees B far ahead: the weighted S gives A the win, the plain mean B
+    match = JudgedMatch(
+        match_id="m",
+        prompt="q",
+        players=("A", "B"),
+        responses=("a", "b"),
+        judgments={"C": (6, 5), "D": (1, 9)},
+    )
+    reps = {"A": (100.0, 0.5), "B": (100.0, 0.5), "C": (200.0, 0.5), "D": (10.0, 0.5)}
+    for aggregation, winner, agrees in (("reputation", "A", "C"), ("uniform", "B", "D")):
+        rows = analysis.leaderboard([match], reps, "exclude", seed=0, num_samples=5, aggregation=aggregation)
+        by_player = {r["player"]: r for r in rows}
+        assert [p for p in "AB" if by_player[p]["wins"]] == [winner]
+        assert [p for p in "CD" if by_player[p]["judge_agreement"] == 1.0] == [agrees]

@@ -165,9 +165,8 @@ def test_alpaca_judge_scores_1_to_10_and_failed_judgments_are_none() -> None:
     engine = FakeEngine(['{"score": 7}', '{"score": 0}', "great"])
     scored = evaluation.score_answers(cfg.task.name, cfg.eval, engine, requests, completions, examples)
     assert scored == [(None, 7.0, '{"score": 7}'), (None, None, '{"score": 0}'), (None, None, "great")]
-    assert all(
-        r.model == evaluation.JUDGE and r.prompt.endswith('like this: {"score": 7}') for r in engine.asked
-    )
+    ending = 'in this form: {"score": N}, where N is your grade.'  # the default rubric, whatever judge.rubric
+    assert all(r.model == evaluation.JUDGE and r.prompt.endswith(ending) for r in engine.asked)
     assert "Answer to grade:\nb" in engine.asked[1].prompt
 
     cfg = load_config(None, [*over, "eval.judge_method=logprob"])

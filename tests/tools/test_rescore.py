@@ -294,3 +294,14 @@ def test_module_entry_point(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "o" / "ratings.json").exists() and (tmp_path / "o" / "preferences.jsonl").exists()
     assert "rate.gain=schedule rate.weights=static" in done.stdout
+
+
+def test_uniform_aggregation_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = run(tmp_path, "--profile", "released", "rate.aggregation=uniform")
+    assert rc == 0 and "uniform judge weights" in capsys.readouterr().out
+    judged = [JudgedMatch.from_dict(m) for m in MATCHES]
+    table = {p: PlayerRating.from_dict(v) for p, v in START.items()}
+    cfg = RateConfig(gain="schedule", weights="static", failed_judgment="neutral", keep_deltas=False)
+    uniform = rate_iteration(judged, table, [], RateConfig(**{**vars(cfg), "aggregation": "uniform"}), 0)
+    assert read_outputs(out)[0] == {p: r.to_dict() for p, r in uniform.ratings.items()}
+    assert uniform.ratings != rate_iteration(judged, table, [], cfg, 0).ratings
