@@ -41,14 +41,45 @@ def valid_keys(cls: type = SpartaConfig, prefix: str = "") -> list[str]:
     return keys
 
 
+SAVED_BEFORE_KEY: dict[str, Any] = {
+    "judge.rubric": "released",
+    "plan.schedule": "resample",
+    "plan.pairing": "reputation",
+    "rate.aggregation": "reputation",
+    "train.max_prompt_tokens": None,
+    "eval.tasks": [],
+    "run.mode": "sparta",
+}
+"""What a run directory's saved config meant by a key it lacks: the behaviour of the versions before the key
+existed (the old judge wording, a new schedule each iteration, no prompt cap, ...), never today's default,
+so that resuming an older run either continues it unchanged or names the key that would change it."""
+REMOVED_KEYS: dict[str, tuple[Any, str]] = {
+    "engine.trust_remote_code": (False, "models[].trust_remote_code (per model entry)"),
+}
+"""Keys older configs may hold: ``{key: (the value that may be dropped, where the setting lives now)}``."""
+
+
+def load_saved_config(path: str | Path) -> SpartaConfig:
+    """The config a run directory was started with (``RUN_DIR/config.yaml``), read as that version meant it:
+    keys added since take ``SAVED_BEFORE_KEY``, and removed keys are dropped when they held their default."""
+    return load_config(path, saved=True)
+
+
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | None = None, preset: str | None = None
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    preset: str | None = None,
+    *,
+    saved: bool = False,
 ) -> SpartaConfig:
     """Merge schema <- profile <- YAML file <- cluster preset <- overrides and validate; errors name the file
     or key. The cluster preset (``configs/cluster/NAME.yaml``) is ``preset`` or an override ``cluster=NAME``.
+    ``saved``: the file is a run directory's saved config (``load_saved_config``).
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG
     user = _read_yaml(path)
+    if saved:
+        user = _as_saved(user, path)
     layers = [(f"{path}", user)]
     try:
         overrides, preset = split_preset(overrides or [], preset)
@@ -112,6 +143,23 @@ def _read_preset(name: str) -> tuple[str, Any]:
 
 def _dot_value(v: Any) -> str:
     return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _as_saved(node: Any, path: Path) -> Any:
+    """A saved config with the keys added since it was written filled in as its version meant them."""
+    missing = object()
+    for key, (harmless, now) in REMOVED_KEYS.items():
+        value = OmegaConf.select(node, key, default=missing)
+        if value is missing:
+            continue
+        if value != harmless:
+            raise ConfigError(f"{path}: {key}={value!r} is no longer a key; set {now} instead")
+        section, _, name = key.rpartition(".")
+        del OmegaConf.select(node, section)[name]
+    for key, value in SAVED_BEFORE_KEY.items():
+        if OmegaConf.select(node, key, default=missing) is missing:
+            OmegaConf.update(node, key, value, force_add=True)
+    return node
 
 
 def _read_yaml(path: Path) -> Any:

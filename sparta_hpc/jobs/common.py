@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.config import SpartaConfig, load_config
+from sparta_hpc.config import SpartaConfig, load_saved_config
 from sparta_hpc.engines.base import ModelSpec, Request
 from sparta_hpc.files import jsonl_text, parse_records, publish_text, read_json, read_jsonl
 from sparta_hpc.method.types import Match
@@ -28,7 +28,7 @@ def stable_seed(*parts: object) -> int:
 
 def open_run(run_root: str) -> tuple[RunDir, SpartaConfig]:
     run = RunDir(run_root)
-    return run, load_config(run.config_file)
+    return run, load_saved_config(run.config_file)
 
 
 def attempt_id() -> str:

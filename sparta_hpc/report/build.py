@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.config import SpartaConfig, load_config
+from sparta_hpc.config import SpartaConfig, load_saved_config
 from sparta_hpc.errors import StateError
 from sparta_hpc.files import atomic_write_text, dump_json, parse_records, read_json
 from sparta_hpc.method.preferences import judge_weights
@@ -188,7 +188,7 @@ def build_report(run: RunDir, out: Path) -> dict[str, Any]:
         raise StateError(
             f"{run.state_file} does not exist: {run.root} is not a run directory (or never started)"
         )
-    cfg = load_config(run.config_file)
+    cfg = load_saved_config(run.config_file)
     out.mkdir(parents=True, exist_ok=True)
     boards, pooled = analyse(run, cfg, rated_iterations(run, state.iterations_total))
     files = write_leaderboard(out, boards)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.config import load_config
+from sparta_hpc.config import load_saved_config
 from sparta_hpc.config.load import flatten, result_keys, to_dict
 from sparta_hpc.errors import StateError
 from sparta_hpc.files import atomic_write_text
@@ -65,7 +65,7 @@ def summarize_run(root: Path) -> RunSummary:
             f"{root}: the run is unfinished ({state.iteration}/{state.iterations_total} iterations done); "
             "resume it or leave it out"
         )
-    cfg = load_config(run.config_file)
+    cfg = load_saved_config(run.config_file)
     res = results.collect(run)
     chosen = {r.kind: r for r in results.selection_rows(res)}
     sparta, initial = chosen["sparta"], chosen.get("best_initial")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.config import load_config
+from sparta_hpc.config import load_saved_config
 from sparta_hpc.errors import StateError
 from sparta_hpc.files import atomic_write_text, parse_records
 from sparta_hpc.report.render import md_table
@@ -84,7 +84,7 @@ class ResultRow:
 
 def collect(run: RunDir) -> EvalResults:
     """The records of every finished evaluate stage of the run, summarised."""
-    cfg = load_config(run.config_file)
+    cfg = load_saved_config(run.config_file)
     state = load_state(run)
     if state is None:
         raise StateError(f"{run.state_file} does not exist: {run.root} is not a run directory")

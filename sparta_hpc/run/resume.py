@@ -7,7 +7,14 @@ import itertools
 import shutil
 from collections.abc import Callable
 
-from sparta_hpc.config import SpartaConfig, config_hash, differing_keys, load_config, result_keys, to_yaml
+from sparta_hpc.config import (
+    SpartaConfig,
+    config_hash,
+    differing_keys,
+    load_saved_config,
+    result_keys,
+    to_yaml,
+)
 from sparta_hpc.errors import ConfigChanged
 from sparta_hpc.files import atomic_write_text, read_json
 from sparta_hpc.run.inputs import players_after, rating_history, ratings_at_start
@@ -27,7 +34,7 @@ def check_resumable(cfg: SpartaConfig, run: RunDir, force: bool) -> None:
     else (ConfigChanged, unless ``force``) or whose saved config or state cannot be read; a new directory
     passes. The launcher calls it before it takes the lock, so a refusal writes nothing there."""
     if run.config_file.exists():
-        old = load_config(run.config_file)
+        old = load_saved_config(run.config_file)
         changed = differing_keys(result_keys(old), result_keys(cfg))
         if changed and not force:
             raise ConfigChanged(

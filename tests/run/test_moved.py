@@ -65,3 +65,36 @@ def test_a_pre_layout_launcher_job_starts_with_its_argv(monkeypatch: pytest.Monk
             config="/c.yaml", run_dir="/r", cluster="slurm", force=True, overrides=("plan.alpha=0.5",)
         )
     ]
+
+
+PRE_LAYOUT_CONFIG = PRE_LAYOUT / "config.yaml"
+"""The config.yaml the flat-layout version saved for the demo (before the keys judge.rubric, plan.schedule,
+rate.aggregation, ... existed, and with engine.trust_remote_code)."""
+
+
+def test_a_pre_layout_run_config_reads_as_that_version_meant_it() -> None:
+    from sparta_hpc.config import load_saved_config
+
+    assert "engine" in PRE_LAYOUT_CONFIG.read_text() and "rubric" not in PRE_LAYOUT_CONFIG.read_text()
+    cfg = load_saved_config(PRE_LAYOUT_CONFIG)
+    assert (cfg.judge.rubric, cfg.plan.schedule, cfg.rate.aggregation) == (
+        "released",
+        "resample",
+        "reputation",
+    )
+    assert cfg.train.max_prompt_tokens is None and cfg.run.mode == "sparta"
+
+
+def test_resuming_a_pre_layout_run_names_what_would_change(tmp_path: Path) -> None:
+    """Today's demo config judges with the new wording: resuming the old run must say so, not switch."""
+    import shutil
+
+    from sparta_hpc.errors import ConfigChanged
+    from sparta_hpc.run.resume import check_resumable
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    shutil.copy(PRE_LAYOUT_CONFIG, run.config_file)
+    with pytest.raises(ConfigChanged, match=r"these keys differ: judge\.rubric\."):
+        check_resumable(load_config(DEFAULT_CONFIG), run, force=False)
+    check_resumable(load_config(DEFAULT_CONFIG, ["judge.rubric=released"]), run, force=False)
