@@ -9,14 +9,14 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 out=${1:-bench/out/baselines}
 mkdir -p "$out"
 # logprob judging: the tiny random models rarely write a parsable score, the logprob judge always scores
-common=(--cluster inline run.iterations=2 plan.num_prompts=8 generate.max_new_tokens=16 train.max_length=96
+common=(run.iterations=2 plan.num_prompts=8 generate.max_new_tokens=16 train.max_length=96
         judge.method=logprob eval.max_new_tokens=16 task.synthetic_eval_size=16)
 names=(sparta uniform-aggregation random-pairing released-fixed-schedule self-rewarding)
 overrides=("" "rate.aggregation=uniform" "plan.pairing=random" "run.profile=released" "run.mode=self_rewarding")
 for i in "${!names[@]}"; do
   name=${names[$i]}
   # shellcheck disable=SC2086  # an empty override adds nothing
-  .venv/bin/python launch.py "${common[@]}" --run-dir "$out/$name" "run.name=$name" ${overrides[$i]} \
+  .venv/bin/python launch.py --cluster inline --run-dir "$out/$name" "${common[@]}" "run.name=$name" ${overrides[$i]} \
     > "$out/$name.log" 2>&1 || { tail -20 "$out/$name.log"; exit 1; }
   .venv/bin/sparta-hpc report "$out/$name" > /dev/null
   echo "$name: done ($out/$name, report in $out/$name/report)"
