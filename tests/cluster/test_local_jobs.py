@@ -78,3 +78,18 @@ def test_a_zombie_or_reused_pid_is_not_alive() -> None:
     wait_for(lambda: not process_alive(identity), 10, "the exited child to count as gone while a zombie")
     child.wait()
     assert not process_alive(identity)
+
+
+def _die(_: object) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_local_job_killed_before_its_result_fails_its_stage_saying_so(tmp_path: Path) -> None:
+    """Not with the last line of its log (a progress bar, as often as not)."""
+    from sparta_hpc.cluster.executor import run_local
+    from sparta_hpc.cluster.resources import ClusterConfig
+    from sparta_hpc.errors import StageFailed
+
+    with pytest.raises(StageFailed, match="ended without a result: its process was killed or died"):
+        run_local(ClusterConfig(), "generate", tmp_path / "jobs", _die, [(1,)])
