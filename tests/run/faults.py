@@ -97,8 +97,27 @@ def run_to_end(run_dir: Path, *overrides: str, backend: str = "inline", options:
     return out
 
 
+def rerun(
+    run_dir: Path, *overrides: str, backend: str = "inline", options: tuple[str, ...] = ()
+) -> tuple[int, str]:
+    """The same command again, to its end: exit status and output (a case records its row, then asserts)."""
+    proc = launch(run_dir, *overrides, backend=backend, options=options)
+    out, _ = proc.communicate(timeout=900)
+    return proc.returncode, out
+
+
+def outcome(code: int, out: str, done: str) -> str:
+    """``done`` if the rerun succeeded, else what it said."""
+    if code == 0:
+        return done
+    errors = [line for line in out.splitlines() if line.startswith(("error:", "config error"))]
+    last = [line for line in out.splitlines() if line.strip()][-1:]  # a traceback's exception
+    return f"rerun failed (exit {code}): {(errors or last or [''])[0][:120]}"
+
+
 def state(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / "state.json").read_text())
+    path = run_dir / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def events(run_dir: Path) -> list[dict[str, Any]]:
@@ -210,8 +229,9 @@ def condition(point: KillPoint, reference: Path, exact: bool = True) -> Conditio
     def count_ok(n: int, wanted: int, total: int) -> bool:
         return n == wanted if exact else wanted <= n < total
 
-    def start(r: Path) -> Partial | None:
-        return None if _visible(r / it / point.stage) else Partial("nothing written")
+    def start(r: Path) -> Partial | None:  # evaluate: models.json is the launcher's, before any job
+        written = [p for p in _visible(r / it / point.stage) if p.name != "models.json"]
+        return None if written else Partial("nothing written")
 
     def files(r: Path) -> Partial | None:
         names = {
@@ -297,8 +317,9 @@ def condition(point: KillPoint, reference: Path, exact: bool = True) -> Conditio
 
 def kill_when(
     proc: subprocess.Popen[str], ready: Callable[[], bool], log: Path, timeout_s: float = 300
-) -> None:
-    """SIGKILL ``proc`` as soon as ``ready()``; fail if it ends first or nothing happens for ``timeout_s``."""
+) -> float:
+    """SIGKILL ``proc`` as soon as ``ready()``; fail if it ends first or nothing happens for ``timeout_s``.
+    Returns the time of the kill (``time.time()``)."""
     deadline = time.monotonic() + timeout_s
     while not ready():
         if proc.poll() is not None:
@@ -309,16 +330,30 @@ def kill_when(
             pytest.fail(f"the kill condition did not hold within {timeout_s:.0f} s:\n{tail(log)}")
         time.sleep(POLL_S)
     proc.send_signal(signal.SIGKILL)
+    killed = time.time()
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, f"the run ended by itself:\n{tail(log)}"
+    return killed
+
+
+def written_after(run_dir: Path, when: float) -> dict[str, float]:
+    """``{file: seconds after when}`` of every file under iter_*/ and models/ written after ``when``."""
+    late = {}
+    for folder in [*run_dir.glob("iter_*"), run_dir / "models"]:
+        for p in folder.rglob("*"):
+            try:
+                mtime = p.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if p.is_file() and mtime > when:
+                late[str(p.relative_to(run_dir))] = round(mtime - when, 2)
+    return late
 
 
 def done_files(run_dir: Path) -> dict[str, int]:
     """mtime of every output file of every stage the state records as done."""
-    if not (run_dir / "state.json").exists():
-        return {}
     out = {}
-    for stages in state(run_dir)["stages"].values():
+    for stages in state(run_dir).get("stages", {}).values():
         for entry in stages.values():
             for rel in entry["outputs"]:
                 path = run_dir / rel
@@ -496,7 +531,7 @@ def compare(run_dir: Path, reference: Path) -> Divergence:
             d.duplicated += sum(n - b[line] for line, n in a.items() if b[line] and n > b[line])
         elif ref is not None:
             d.lost += 1
-    mine_state, ref_state = state(run_dir), state(reference)
+    mine_state, ref_state = state(run_dir), state(reference)  # {} without a state file
     for key in ("ratings", "rating_history", "done", "iteration"):
         if mine_state.get(key) != ref_state.get(key):
             d.files.append(f"state.json:{key}")

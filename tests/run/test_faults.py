@@ -50,9 +50,10 @@ LAUNCHER_KILLS_CI = [
     ("inline", KillPoint(1, "judge", "chunk 1")),
     ("inline", KillPoint(1, "rate", "files 2")),
     ("inline", KillPoint(1, "train", "checkpoint")),
-    ("inline", KillPoint(1, "train", "players 2")),
     ("inline", KillPoint(1, "evaluate", "unit 3 chunk 1")),
-    ("local", KillPoint(1, "train", "players 1")),  # the issue's reproduction: orphan jobs went on writing
+    # the issue's reproduction: killed in iteration 2's DPO, its local jobs went on writing behind the rerun
+    ("local", KillPoint(1, "train", "start")),
+    ("local", KillPoint(1, "train", "players 1")),
     ("local", KillPoint(1, "evaluate", "unit 2 chunk 1")),
 ]
 LAUNCHER_KILLS = (
@@ -66,6 +67,13 @@ LAUNCHER_KILLS = (
     if FULL
     else LAUNCHER_KILLS_CI
 )
+
+
+LAUNCHER_ONLY = {("plan", 1), ("rate", 0), ("rate", 1)}
+"""Stages that run in the launcher, without jobs (plan at t = 0 builds the tiny models in a job)."""
+ORPHAN_GRACE_S = 2.0
+"""A local job sees its launcher gone within ``executor.LOCAL_WAIT_S`` (0.5 s); it may finish the write it is
+in, but nothing it writes may be younger than the kill plus this."""
 
 
 def _job_logs(run_dir: Path) -> str:
@@ -89,28 +97,34 @@ def test_killed_launcher_resumes_identically(
             run_dir, backend=backend, pause_in=run_dir / f"iter_{point.t:03d}" / point.stage, stdout=out
         )
         ready = lambda: faults.inside(run_dir, point.t, point.stage) and condition(run_dir) is not None  # noqa: E731
-        faults.kill_when(proc, ready, log)
+        if backend == "local" and point.at == "start" and (point.stage, point.t) not in LAUNCHER_ONLY:
+            inside = ready  # and the stage's jobs have started: they must not go on without their launcher
+            folder = run_dir / "jobs" / f"iter_{point.t:03d}" / point.stage
+            ready = lambda: inside() and bool(faults.alive(faults.job_pids(folder, task_only=True)))  # noqa: E731
+        killed = faults.kill_when(proc, ready, log)
     seen = condition(run_dir)
     survivors, waited = faults.wait_jobs_gone(run_dir) if backend == "local" else ([], 0.0)
+    late = faults.written_after(run_dir, killed + ORPHAN_GRACE_S) if backend == "local" else {}
     # the launcher and its jobs are gone: what is on disk now is what the kill left
     landed = faults.inside(run_dir, point.t, point.stage)
     damaged = faults.partial_damage(run_dir, mini_reference)
     finished_before = faults.done_files(run_dir)
 
-    out = faults.run_to_end(run_dir, backend=backend)
+    code, out = faults.rerun(run_dir, backend=backend)
     divergence = faults.compare(run_dir, mini_reference)
     after = faults.done_files(run_dir)
     rewritten = [f for f, mtime in finished_before.items() if after.get(f) != mtime]
     note = seen.what if seen else "(changed after the kill)"
     if backend == "local":
-        note += f"; jobs ended {waited:.1f}s after the kill"
-    faults.record("killed launcher", backend, point.name, "resumed", divergence, start, note)
+        note += f"; jobs ended {waited:.1f}s after the kill" + (f", wrote on: {late}" if late else "")
+    result = faults.outcome(code, out, "resumed")
+    faults.record("killed launcher", backend, point.name, result, divergence, start, note)
 
     assert landed, f"the kill did not land inside {point.stage}: {faults.events(run_dir)[-3:]}"
     assert not exact or seen is not None, f"the kill did not land where {point.name} wants it"
-    assert not survivors, (
-        f"local jobs {survivors} of the killed launcher were still alive 15 s after the kill"
-    )
+    assert not survivors, f"local jobs {survivors} of the killed launcher still ran 15 s after the kill"
+    assert not late, f"local jobs of the killed launcher wrote on after it: {late}"
+    assert code == 0, out[-3000:]
     assert not damaged, f"the kill left damaged files: {damaged}"
     assert not divergence, f"not identical to an uninterrupted run: {divergence}"
     assert not rewritten, f"finished stages were recomputed: {rewritten}"
@@ -187,9 +201,9 @@ def test_a_job_killed_mid_write_is_redone(mini_reference: Path, tmp_path: Path, 
     stopped = faults.tail(log, 600).strip().splitlines()[-2:] if code else []
     left = [str(p.relative_to(run_dir)) for p in _temporaries(watched)]
     damaged = faults.partial_damage(run_dir, mini_reference)
-    faults.run_to_end(run_dir, backend="local")
+    rerun_code, out = faults.rerun(run_dir, backend="local")
     divergence = faults.compare(run_dir, mini_reference)
-    outcome = "stopped (job lost), resumed" if code else "resubmitted"
+    outcome = faults.outcome(rerun_code, out, "stopped (job lost), resumed" if code else "resubmitted")
     note = f"killed {killed[0] if killed else '-'}; launcher: {' '.join(stopped)[:160]}; left {left[:2]}"
     faults.record("killed job", "local", point.name, outcome, divergence, start, note)
 
@@ -197,6 +211,7 @@ def test_a_job_killed_mid_write_is_redone(mini_reference: Path, tmp_path: Path, 
     assert code in (0, 1), faults.tail(log)
     assert not code or "failed: ended without a result: its process was killed" in " ".join(stopped), stopped
     assert not damaged, f"the killed job left damaged files: {damaged}"
+    assert rerun_code == 0, out[-3000:]
     assert not divergence, f"not identical to an uninterrupted run: {divergence}"
 
 
@@ -250,14 +265,16 @@ def test_corrupted_output_is_detected_and_redone(mini_reference: Path, tmp_path:
     run_dir = tmp_path / "run"
     shutil.copytree(mini_reference, run_dir)
     corrupt(run_dir / rel)
-    out = faults.run_to_end(run_dir)
+    code, out = faults.rerun(run_dir)
     divergence = faults.compare(run_dir, mini_reference)
     t, stage = int(rel[5:8]), rel.split("/")[1]
     message = (
         f"[iter {t}] {stage}: outputs are missing or changed since they were recorded; redoing from here"
     )
     note = message if message in out else "no message"
-    faults.record("corrupt output", "inline", f"{case}: {rel}", "redone", divergence, start, note)
+    result = faults.outcome(code, out, "redone")
+    faults.record("corrupt output", "inline", f"{case}: {rel}", result, divergence, start, note)
+    assert code == 0, out[-3000:]
     assert message in out, out[-2000:]
     assert not divergence, f"not identical to an uninterrupted run: {divergence}"
 
@@ -301,13 +318,13 @@ def test_corrupt_chunk_is_computed_again(mini_reference: Path, tmp_path: Path, c
     for i in range(bad + 1):
         path = _chunk_from_reference(run_dir, mini_reference, unit, size, i)
     corrupt(path)
-    out = faults.run_to_end(run_dir)
+    code, out = faults.rerun(run_dir)
     divergence = faults.compare(run_dir, mini_reference)
     said = f"{path.resolve()}: corrupt ("
     note = next((line for line in out.splitlines() if said in line), "no message").split(": ", 1)[-1]
-    faults.record(
-        "corrupt chunk", "inline", f"{case}: {unit} chunk {bad}", "recomputed", divergence, start, note
-    )
+    result = faults.outcome(code, out, "recomputed")
+    faults.record("corrupt chunk", "inline", f"{case}: {unit} chunk {bad}", result, divergence, start, note)
+    assert code == 0, out[-3000:]
     assert said in out and "computing it again" in out, out[-2000:]
     assert f"resuming after {bad + 1}/" in out
     assert not divergence, f"not identical to an uninterrupted run: {divergence}"
@@ -363,16 +380,18 @@ def test_a_full_disk_stops_with_enospc_then_resumes(
     damaged = faults.partial_damage(run_dir, mini_reference)
     error = next((line for line in out.splitlines() if line.startswith("error: ")), "")
     _mount("-o", "remount,size=64m", str(tmpfs))
-    faults.run_to_end(run_dir, backend=backend)
+    code, again = faults.rerun(run_dir, backend=backend)
     divergence = faults.compare(run_dir, mini_reference)
     point = f"{free_kib} KiB free: stopped in {where}"
-    faults.record("disk full", backend, point, "refused, resumed", divergence, start, error[:200])
+    result = faults.outcome(code, again, "stopped (ENOSPC), resumed")
+    faults.record("disk full", backend, point, result, divergence, start, error[:200])
 
     assert proc.returncode == 1, out[-3000:]
     assert error.startswith(f"error: cannot write to {run_dir}: no space left on device (ENOSPC"), out[-3000:]
     assert "run the same command again" in out and "Traceback" not in out
     assert where.startswith("iter 1 "), f"the disk filled up before iteration 1 started: {where}"
     assert not damaged, f"the full disk left damaged files: {damaged}"
+    assert code == 0, again[-3000:]
     assert not divergence, f"not identical to an uninterrupted run: {divergence}"
 
 
@@ -396,16 +415,11 @@ def test_a_read_only_run_directory_is_refused_then_resumes(mini_reference: Path,
     after = _tree(run_dir)
     error = next((line for line in out.splitlines() if line.startswith("error: ")), "")
     _mount("-o", "remount,rw", str(tmpfs))
-    faults.run_to_end(run_dir)
+    code, again = faults.rerun(run_dir)
     divergence = faults.compare(run_dir, mini_reference)
+    result = faults.outcome(code, again, "refused, resumed")
     faults.record(
-        "read-only",
-        "inline",
-        f"after a kill at {point.name}",
-        "refused, resumed",
-        divergence,
-        start,
-        error[:200],
+        "read-only", "inline", f"after a kill at {point.name}", result, divergence, start, error[:200]
     )
 
     assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
@@ -414,6 +428,7 @@ def test_a_read_only_run_directory_is_refused_then_resumes(mini_reference: Path,
         "remount it read-write, then run the same command again"
     ), out[-3000:]
     assert after == before, "the refused launcher changed the run directory"
+    assert code == 0, again[-3000:]
     assert not divergence, f"not identical to an uninterrupted run: {divergence}"
 
 
@@ -488,7 +503,7 @@ def test_killed_slurm_launcher_reattaches_and_resumes_identically(
             ready = lambda: faults.inside(run_dir, point.t, point.stage) and condition(run_dir) is not None  # noqa: E731
             faults.kill_when(proc, ready, log)
         seen = condition(run_dir)
-        out = faults.run_to_end(run_dir, poll, backend="slurm", options=tuple(faults.SLURM))
+        code, out = faults.rerun(run_dir, poll, backend="slurm", options=tuple(faults.SLURM))
     finally:
         if (run_dir / "state.json").exists():  # no job of a failed case runs on
             ids = [
@@ -505,7 +520,10 @@ def test_killed_slurm_launcher_reattaches_and_resumes_identically(
         if e["kind"] == "submitted" and (e.get("iteration"), e.get("stage")) == (point.t, point.stage)
     ]  # fmt: skip
     note = f"{seen.what if seen else ''}; {'reattached to ' + reattached[0] if reattached else 'no live job'}"
-    faults.record("killed launcher", "slurm", point.name, "resumed", divergence, start, note)
+    faults.record(
+        "killed launcher", "slurm", point.name, faults.outcome(code, out, "resumed"), divergence, start, note
+    )
+    assert code == 0, out[-3000:]
 
     assert reattached, f"the run again did not reattach to the killed launcher's live jobs:\n{out[-3000:]}"
     assert len(submitted) == 1, f"the killed stage's units were submitted again: {submitted}"
