@@ -136,8 +136,8 @@ def inside(run_dir: Path, t: int, stage: str) -> bool:
     """Stage ``stage`` of iteration t has started and has not ended (events.jsonl and state.json agree)."""
     kinds = [e["kind"] for e in events(run_dir) if (e.get("iteration"), e.get("stage")) == (t, stage)]
     try:
-        done = stage in state(run_dir)["stages"].get(str(t), {})
-    except (FileNotFoundError, json.JSONDecodeError):
+        done = stage in state(run_dir).get("stages", {}).get(str(t), {})
+    except (OSError, ValueError):  # being replaced
         done = False
     return "stage_start" in kinds and "stage_end" not in kinds and not done
 
@@ -321,14 +321,17 @@ def kill_when(
     """SIGKILL ``proc`` as soon as ``ready()``; fail if it ends first or nothing happens for ``timeout_s``.
     Returns the time of the kill (``time.time()``)."""
     deadline = time.monotonic() + timeout_s
-    while not ready():
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended (exit {proc.returncode}) before the kill condition:\n{tail(log)}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(timeout=60)
-            pytest.fail(f"the kill condition did not hold within {timeout_s:.0f} s:\n{tail(log)}")
-        time.sleep(POLL_S)
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (exit {proc.returncode}) before the kill condition:\n{tail(log)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the kill condition did not hold within {timeout_s:.0f} s:\n{tail(log)}")
+            time.sleep(POLL_S)
+    except BaseException:  # a failing case leaves no launcher running on
+        proc.kill()
+        proc.wait(timeout=60)
+        raise
     proc.send_signal(signal.SIGKILL)
     killed = time.time()
     proc.wait(timeout=60)
@@ -466,12 +469,8 @@ def _result_files(run_dir: Path) -> Iterator[Path]:
             rel = p.relative_to(run_dir)
             if "adapter" in rel.parts[:-1] and not any(part.startswith(".") for part in rel.parts):
                 continue  # part of an adapter, compared as a whole
-            if (
-                p.is_dir()
-                and p.name == "adapter"
-                or p.is_file()
-                and (_is_record(rel) or any(s.startswith(".") for s in rel.parts) or "work" in rel.parts)
-            ):
+            leftover = any(part.startswith(".") for part in rel.parts) or "work" in rel.parts
+            if (p.is_dir() and p.name == "adapter") or (p.is_file() and (_is_record(rel) or leftover)):
                 yield p
 
 
@@ -538,6 +537,13 @@ def compare(run_dir: Path, reference: Path) -> Divergence:
     return d
 
 
+def _json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
 def partial_damage(run_dir: Path, reference: Path) -> list[str]:
     """Files a fault left that are not whole: every record, chunk and adapter present must equal the
     reference's (a chunk: its slice of the reference's unit file; a judge chunk, per response, valid JSON)."""
@@ -551,7 +557,7 @@ def partial_damage(run_dir: Path, reference: Path) -> list[str]:
         if p.parent.name.endswith(".parts"):
             lines = p.read_bytes().splitlines()
             if rel.parts[1] == "judge":
-                ok = all(isinstance(json.loads(line), dict) for line in lines)
+                ok = all(_json_object(line) for line in lines)
             else:
                 size = GEN_CHUNK if rel.parts[1] == "generate" else EVAL_CHUNK
                 i = int(p.stem.split("_")[1])

@@ -508,7 +508,7 @@ def test_killed_slurm_launcher_reattaches_and_resumes_identically(
         if (run_dir / "state.json").exists():  # no job of a failed case runs on
             ids = [
                 r["job_id"]
-                for s in faults.state(run_dir)["jobs"].values()
+                for s in faults.state(run_dir).get("jobs", {}).values()
                 for u in s.values()
                 for r in u.values()
             ]
