@@ -34,6 +34,11 @@ class LockHeld(SpartaError, RuntimeError):
     """Another launcher drives this run."""
 
 
+class RunDirUnwritable(SpartaError, RuntimeError):
+    """The run directory's file system refuses writes (full, read-only, or not permitted); the message names
+    the path and the cause. Nothing recorded is lost: free space or remount read-write, then run again."""
+
+
 class ConfigChanged(SpartaError, RuntimeError):
     """The run directory was started with a config that computes something else."""
 

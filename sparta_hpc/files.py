@@ -3,6 +3,7 @@ nothing from sparta_hpc but the errors."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sparta_hpc.errors import RecordError
+from sparta_hpc.errors import RecordError, RunDirUnwritable
 
 BOM = b"\xef\xbb\xbf"
 
@@ -193,6 +194,15 @@ def _numbered_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return records
 
 
+def whole_json(path: Path) -> bool:
+    """Whether ``path`` holds a whole JSON object: one written in place (not atomically) and cut off by a kill
+    or a full disk does not."""
+    try:
+        return isinstance(json.loads(path.read_bytes()), dict)
+    except (OSError, ValueError):  # missing, cut off, not UTF-8
+        return False
+
+
 def parse_records(path: Path, parse: Any) -> list[Any]:
     """``read_jsonl`` then ``parse(dict)`` per line, with ``path:line`` on any error."""
     out = []
@@ -276,3 +286,58 @@ def staging_dir(out: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_REFUSALS = {
+    errno.ENOSPC: ("No space left on device", "os error 28"),
+    errno.EDQUOT: ("Disk quota exceeded", "os error 122"),
+    errno.EROFS: ("Read-only file system", "os error 30"),
+}
+"""The write failures a run directory's file system causes, with how libraries that raise no ``OSError``
+(tokenizers, safetensors: ``... (os error 28)``) word them."""
+
+
+def refused_write(exc: BaseException | None) -> int | None:
+    """``ENOSPC``, ``EDQUOT`` or ``EROFS`` when ``exc`` (or an exception it was raised from) is a write the
+    file system refused for that reason; None for any other failure."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _REFUSALS:
+            return exc.errno
+        for code, phrases in _REFUSALS.items():
+            if any(phrase in str(exc) for phrase in phrases):
+                return code
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def nearly_full(path: Path) -> bool:
+    """Whether the file system of ``path`` has less than 1% (at most 1 GiB) of its space free: what a job
+    that died writing there, unable to write even its error, leaves behind."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return False
+    return usage.free < min(2**30, usage.total // 100)
+
+
+def unwritable(path: Path, code: int, detail: str = "") -> RunDirUnwritable:
+    """The error for a run directory whose file system refused a write with ``code`` (see ``refused_write``):
+    names the path, the cause and what to do."""
+    name = errno.errorcode.get(code, str(code))
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f"{shutil.disk_usage(path).free / 2**20:.1f} MiB free"
+        except OSError:
+            free = "free space unknown"
+        what = "no space left on device" if code == errno.ENOSPC else "disk quota exceeded"
+        cause = f"{what} ({name}; {free})"
+        todo = "free some space, then run the same command again: the run resumes where it stopped"
+    elif code == errno.EROFS:
+        cause = f"read-only file system ({name})"
+        todo = "remount it read-write, then run the same command again"
+    else:
+        cause = f"{os.strerror(code).lower()} ({name})"
+        todo = "make it writable, then run the same command again"
+    return RunDirUnwritable(f"cannot write to {path}: {cause}{f': {detail}' if detail else ''}; {todo}")

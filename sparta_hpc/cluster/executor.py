@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-from submitit.core.utils import JobPaths
+from submitit.core.utils import JobPaths, UncompletedJobError
 
 from sparta_hpc.cluster.resources import ClusterConfig
 from sparta_hpc.errors import StageFailed
@@ -229,6 +229,13 @@ def run_local(
     for job in jobs:
         try:
             results.append(job.result())
+        except UncompletedJobError:  # no result file: the last line of its log would be any progress bar
+            error = f"ended without a result: its process was killed or died ({LOST_LOCAL_JOB})"
+            raise StageFailed(stage, str(job.job_id), str(job.paths.stderr), error) from None
         except Exception as e:  # submitit re-raises the job's error with its traceback text
             raise StageFailed(stage, str(job.job_id), str(job.paths.stderr), last_line(str(e))) from None
     return results
+
+
+LOST_LOCAL_JOB = "SIGKILL, out of memory, or its launcher gone"
+"""Why a local job ends without a result, in the launcher's error."""

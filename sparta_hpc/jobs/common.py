@@ -15,6 +15,7 @@ from typing import Any
 
 from sparta_hpc.config import SpartaConfig, load_saved_config
 from sparta_hpc.engines.base import ModelSpec, Request
+from sparta_hpc.errors import RecordError
 from sparta_hpc.files import jsonl_text, parse_records, publish_text, read_json, read_jsonl
 from sparta_hpc.method.types import Match
 from sparta_hpc.store.rundir import RunDir
@@ -113,29 +114,47 @@ def run_chunks(
 ) -> list[dict[str, Any]] | None:
     """Compute every chunk not saved yet (one file per chunk), then return all chunk results in order.
 
-    Chunks are published once (``publish_text``): another attempt at the same unit that saved a chunk first
-    keeps it, with the same content. ``None`` when that attempt has published the unit's output ``out``
+    ``compute`` returns one record per request. Chunks are published once (``publish_text``): another attempt
+    at the same unit that saved a chunk first keeps it, with the same content. A saved chunk that is not one
+    JSON record per request (truncated, emptied, overwritten by a failing disk) is removed and computed again,
+    so it never reaches the unit's output. ``None`` when that attempt has published the unit's output ``out``
     meanwhile: there is nothing left to do.
     """
     chunks = [requests[i : i + chunk_size] for i in range(0, len(requests), chunk_size)]
     saved = sum((parts / f"chunk_{i:05d}.jsonl").exists() for i in range(len(chunks)))
     if saved:
         print(f"{parts}: resuming after {saved}/{len(chunks)} saved chunks", flush=True)
+    results: list[dict[str, Any]] = []
     for i, chunk in enumerate(chunks):
         path = parts / f"chunk_{i:05d}.jsonl"
         if out.exists():
             return None
-        if not path.exists():
-            publish_text(path, jsonl_text(compute(chunk)))
-    results: list[dict[str, Any]] = []
-    try:
-        for i in range(len(chunks)):
-            results += read_jsonl(parts / f"chunk_{i:05d}.jsonl")
-    except FileNotFoundError:  # the chunks of a unit another attempt published are removed
-        if out.exists():
-            return None
-        raise
+        records = _saved_chunk(path, len(chunk))
+        if records is None:
+            records = compute(chunk)
+            if out.exists():
+                return None
+            if not publish_text(path, jsonl_text(records)):  # another attempt saved it first: keep that
+                records = _saved_chunk(path, len(chunk)) or records
+        results += records
     return results
+
+
+def _saved_chunk(path: Path, num_requests: int) -> list[dict[str, Any]] | None:
+    """The records of a saved chunk; None when there is none, or it is corrupt (then it is removed)."""
+    try:
+        records = read_jsonl(path)
+    except FileNotFoundError:
+        return None
+    except (RecordError, UnicodeDecodeError) as e:
+        problem = str(e).split(": ", 1)[-1]
+    else:
+        if len(records) == num_requests:
+            return records
+        problem = f"{len(records)} records for {num_requests} requests"
+    print(f"{path}: corrupt ({problem}); computing it again", flush=True)
+    path.unlink(missing_ok=True)
+    return None
 
 
 def publish_records(out: Path, parts: Path, records: list[dict[str, Any]]) -> int:

@@ -6,6 +6,7 @@ jobs, wait, record its outputs with checksums in the state. Resuming a run is ru
 
 from __future__ import annotations
 
+import errno
 import shutil
 import time
 from collections.abc import Callable
@@ -13,8 +14,17 @@ from typing import Any
 
 from sparta_hpc import jobs
 from sparta_hpc.config import SpartaConfig
-from sparta_hpc.errors import ConfigError
-from sparta_hpc.files import parse_records, read_json, remove_temporaries, write_json, write_jsonl
+from sparta_hpc.errors import ConfigError, SpartaError, StageFailed
+from sparta_hpc.files import (
+    nearly_full,
+    parse_records,
+    read_json,
+    refused_write,
+    remove_temporaries,
+    unwritable,
+    write_json,
+    write_jsonl,
+)
 from sparta_hpc.jobs.train import pair_counts
 from sparta_hpc.method import matchmaking, ratings
 from sparta_hpc.run import scalars, selfreward
@@ -52,15 +62,30 @@ def run(
 ) -> RunState:
     """Run (or resume) every iteration; holds the launcher lock throughout. ``launcher_job``: the Slurm job
     id of this launcher when it runs as a job (``--detach``), recorded in the state."""
-    with LauncherLock(run_dir):
-        run_dir.cancel_file.unlink(missing_ok=True)  # running again resumes a cancelled run
-        state = open_state(cfg, run_dir, force, log)
-        if launcher_job is not None:
-            state.launcher_job = launcher_job
-            save_state(run_dir, state)
-        while not state.done:
-            run_iteration(state.iteration, cfg, run_dir, state, log)
-        return state
+    try:
+        with LauncherLock(run_dir):
+            run_dir.cancel_file.unlink(missing_ok=True)  # running again resumes a cancelled run
+            state = open_state(cfg, run_dir, force, log)
+            if launcher_job is not None:
+                state.launcher_job = launcher_job
+                save_state(run_dir, state)
+            while not state.done:
+                run_iteration(state.iteration, cfg, run_dir, state, log)
+            return state
+    except Exception as e:  # a full or read-only file system: one message, not a library's traceback
+        code = _refused_write(e, run_dir)
+        if code is None:
+            raise
+        detail = str(e) if isinstance(e, SpartaError) else f"{type(e).__name__}: {e}".splitlines()[0]
+        raise unwritable(run_dir.root, code, detail) from e
+
+
+def _refused_write(e: Exception, run: RunDir) -> int | None:
+    """The errno (ENOSPC, EDQUOT, EROFS) of a write the run directory's file system refused, if that is what
+    stopped the launcher: its own error, or a job's (whose error text is cut off when the disk is full)."""
+    if isinstance(e, StageFailed):
+        return refused_write(RuntimeError(e.error)) or (errno.ENOSPC if nearly_full(run.root) else None)
+    return None if isinstance(e, SpartaError) else refused_write(e)
 
 
 def run_iteration(t: int, cfg: SpartaConfig, run: RunDir, state: RunState, log: Log) -> None:

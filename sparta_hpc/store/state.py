@@ -7,6 +7,7 @@ stage folders; the state only points at them, so a lost or altered record is not
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sparta_hpc.errors import LockHeld, StateError
-from sparta_hpc.files import read_json, sha256_path, write_json
+from sparta_hpc.files import read_json, sha256_path, unwritable, write_json
 from sparta_hpc.method.types import PlayerRating, RatingTable
 from sparta_hpc.store.rundir import STAGES, RunDir
 
@@ -189,27 +190,33 @@ class LauncherLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while locked
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while locked
+        except OSError as e:
+            raise _unwritable(self.path, e) from None
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
+            holder = _holder(f)
             f.close()
             raise LockHeld(
                 f"run directory {self.path.parent} is driven by another launcher ({holder}); "
                 "wait for it to end or stop it first"
             ) from None
-        f.seek(0)
-        f.truncate()
         record = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+        except OSError as e:
+            f.close()  # and with it the lock
+            raise _unwritable(self.path, e) from None
         self._file = f
 
     def release(self) -> None:
@@ -224,3 +231,45 @@ class LauncherLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+HOLDER_WAIT_S = 1.0
+"""How long a refused launcher waits for the holder's record (written just after the holder got the lock)."""
+
+
+def _holder(f: IO[str]) -> str:
+    """The text of the lock file, once it names a live holder: a launcher that has just taken the lock has
+    not replaced the previous (dead) launcher's record yet, so a record naming a process gone from this host
+    is read again for up to ``HOLDER_WAIT_S``."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while True:
+        f.seek(0)
+        text = f.read().strip()
+        if _names_live_process(text) or time.monotonic() > deadline:
+            return text or "unknown"
+        time.sleep(0.05)
+
+
+def _names_live_process(text: str) -> bool:
+    """Whether a lock record names a live process (or one on another host, which cannot be checked)."""
+    try:
+        record = json.loads(text)
+        pid = int(record["pid"])
+    except (ValueError, TypeError, KeyError):
+        return False
+    if record.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _unwritable(path: Path, error: OSError) -> Exception:
+    """``RunDirUnwritable`` for a lock file the file system does not let us write; other errors as is."""
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
+        return unwritable(path, error.errno)
+    return error

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.files import staging_dir
+from sparta_hpc.files import staging_dir, whole_json
 
 STATS_FILE = "dpo_stats.json"
 """Written into an attempt's work folder just before it publishes the adapter."""
@@ -20,9 +20,8 @@ def published_stats(work: Path) -> dict[str, Any]:
     """The stats of the run that published the adapter: this attempt's, or another attempt's (a sibling
     folder of ``work``); a stub when none is left (that run ended between publishing and saving them)."""
     for candidate in [work, *sorted(p for p in work.parent.glob("*") if p.is_dir() and p != work)]:
-        if (candidate / STATS_FILE).is_file():
-            stats: dict[str, Any] = json.loads((candidate / STATS_FILE).read_text())
-            return stats
+        if whole_json(candidate / STATS_FILE):  # not one cut off by a kill
+            return dict(json.loads((candidate / STATS_FILE).read_text()))
     return {"published_by_another_attempt": True}
 
 
@@ -55,10 +54,10 @@ def _step(checkpoint: Path) -> int:
 
 
 def last_checkpoint(work_dir: Path) -> Path | None:
-    """The newest ``checkpoint-N`` in ``work_dir`` that was fully written (its trainer_state.json is last)."""
+    """The newest complete ``checkpoint-N`` of ``work_dir``: its trainer_state.json (written last) parses."""
     steps = []
     for path in work_dir.iterdir() if work_dir.is_dir() else []:
         match = _CHECKPOINT.match(path.name)
-        if match and (path / "trainer_state.json").is_file():
+        if match and whole_json(path / "trainer_state.json"):
             steps.append((int(match.group(1)), path))
     return max(steps)[1] if steps else None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sparta_hpc.cluster.executor import process_alive, process_identity
+from tests.run.faults import alive, job_pids, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = """
@@ -21,32 +22,6 @@ from sparta_hpc.cluster.executor import run_local
 from sparta_hpc.cluster.resources import ClusterConfig
 run_local(ClusterConfig(), "generate", Path(sys.argv[1]), time.sleep, [(120,), (120,)])
 """
-
-
-def job_pids(folder: Path) -> list[int]:
-    """Processes whose command line names the submitit folder (controllers and their tasks)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(folder) in cmdline and "submitit" in cmdline:
-            pids.append(int(proc.name))
-    return pids
-
-
-def alive(pids: list[int]) -> list[int]:
-    return [p for p in pids if process_alive(process_identity(p))]
-
-
-def wait_for(condition: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
@@ -78,3 +53,18 @@ def test_a_zombie_or_reused_pid_is_not_alive() -> None:
     wait_for(lambda: not process_alive(identity), 10, "the exited child to count as gone while a zombie")
     child.wait()
     assert not process_alive(identity)
+
+
+def _die(_: object) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_local_job_killed_before_its_result_fails_its_stage_saying_so(tmp_path: Path) -> None:
+    """Not with the last line of its log (a progress bar, as often as not)."""
+    from sparta_hpc.cluster.executor import run_local
+    from sparta_hpc.cluster.resources import ClusterConfig
+    from sparta_hpc.errors import StageFailed
+
+    with pytest.raises(StageFailed, match="ended without a result: its process was killed or died"):
+        run_local(ClusterConfig(), "generate", tmp_path / "jobs", _die, [(1,)])

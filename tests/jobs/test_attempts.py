@@ -8,11 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from sparta_hpc.engines.base import Request
 from sparta_hpc.files import publish_text, remove_temporaries, sha256_path, staging_dir
+from sparta_hpc.jobs.common import run_chunks
 from sparta_hpc.training.checkpoints import adopt_checkpoint, last_checkpoint, published_stats
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +58,17 @@ def _checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
     return path
 
 
+def test_a_checkpoint_whose_trainer_state_does_not_parse_is_not_complete(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    _checkpoint(work / "101", 4)
+    half = _checkpoint(work / "101", 8)  # killed, or the disk filled, while the Trainer wrote its last file
+    (half / "trainer_state.json").write_text('{"global_step": 8, "log_hi')
+    assert last_checkpoint(work / "101") == work / "101" / "checkpoint-4"
+    assert adopt_checkpoint(work / "102", work) == work / "102" / "checkpoint-4"
+    (half / "trainer_state.json").write_text("")
+    assert last_checkpoint(work / "101") == work / "101" / "checkpoint-4"
+
+
 def test_a_new_attempt_adopts_the_newest_complete_checkpoint_of_the_others(tmp_path: Path) -> None:
     work = tmp_path / "work"
     _checkpoint(work / "101", 2)
@@ -75,6 +89,62 @@ def test_a_pre_attempt_checkpoint_is_adopted_and_stats_come_from_the_publisher(t
     (work / "101" / "dpo_stats.json").write_text(json.dumps({"steps": 3}))
     assert published_stats(work / "pid-9") == {"steps": 3}
     assert published_stats(tmp_path / "other" / "x") == {"published_by_another_attempt": True}
+
+
+# ---------------------------------------------------------------- saved chunks
+
+
+def _chunked(tmp_path: Path, saved: dict[int, str]) -> tuple[Path, Path, list[int]]:
+    """A unit of 10 requests in chunks of 4 (4, 4, 2 records), with ``saved`` chunk files already there."""
+    parts, out = tmp_path / "shard_00000.parts", tmp_path / "shard_00000.jsonl"
+    parts.mkdir()
+    for i, text in saved.items():
+        (parts / f"chunk_{i:05d}.jsonl").write_text(text)
+    return parts, out, []
+
+
+def _compute(calls: list[int]) -> Callable[[list[Request]], list[dict[str, object]]]:
+    def compute(chunk: list[Request]) -> list[dict[str, object]]:
+        calls.append(int(chunk[0].request_id))
+        return [{"id": r.request_id, "x": int(r.request_id) * 10} for r in chunk]
+
+    return compute
+
+
+REQUESTS = [Request(request_id=str(i), model="m", prompt="p", seed=0) for i in range(10)]
+WHOLE = [{"id": str(i), "x": i * 10} for i in range(10)]
+
+
+def _lines(records: list[dict[str, object]]) -> str:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        _lines(WHOLE[4:8])[:-9],  # cut mid-line
+        _lines(WHOLE[4:7]),  # lost a whole line: valid JSON, one record short
+        "\0" * 80,  # zero-filled by a file system that lost its data
+        "",  # emptied
+        "[1]\n[2]\n[3]\n[4]\n",  # JSON, but no records
+    ],
+    ids=["cut", "short", "zeros", "empty", "not-objects"],
+)
+def test_a_corrupt_saved_chunk_is_computed_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], corrupt: str
+) -> None:
+    parts, out, calls = _chunked(tmp_path, {0: _lines(WHOLE[:4]), 1: corrupt})
+    assert run_chunks(parts, out, REQUESTS, 4, _compute(calls)) == WHOLE
+    assert calls == [4, 8], "chunk 0 was kept, chunk 1 computed again, chunk 2 computed"
+    assert (parts / "chunk_00001.jsonl").read_text() == _lines(WHOLE[4:8])
+    said = capsys.readouterr().out
+    assert "resuming after 2/3 saved chunks" in said and f"{parts / 'chunk_00001.jsonl'}: corrupt (" in said
+
+
+def test_whole_saved_chunks_are_kept(tmp_path: Path) -> None:
+    parts, out, calls = _chunked(tmp_path, {0: _lines(WHOLE[:4]), 1: _lines(WHOLE[4:8])})
+    assert run_chunks(parts, out, REQUESTS, 4, _compute(calls)) == WHOLE
+    assert calls == [8]
 
 
 # ---------------------------------------------------------------- real jobs, two processes at once

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sparta_hpc.config import load_config
-from sparta_hpc.errors import ConfigChanged, LockHeld, RecordError, StateError
-from sparta_hpc.files import parse_records, read_jsonl, sha256_path, write_jsonl
+from sparta_hpc.errors import ConfigChanged, LockHeld, RecordError, RunDirUnwritable, StateError
+from sparta_hpc.files import parse_records, read_jsonl, refused_write, sha256_path, write_jsonl
 from sparta_hpc.run.resume import open_state
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.store.state import LauncherLock, RunState, first_invalid_stage, load_state, save_state
@@ -75,6 +75,93 @@ def test_a_second_launcher_is_refused_naming_the_holder(tmp_path: Path) -> None:
             LauncherLock(run).acquire()
     with LauncherLock(run):  # released on exit
         pass
+
+
+def test_a_refused_launcher_names_the_new_holder_not_the_dead_one_before_it(tmp_path: Path) -> None:
+    """The holder writes its record just after it takes the lock: a launcher refused in between waits for
+    that record rather than naming the (dead) launcher whose record the file still holds."""
+    import fcntl
+    import os
+    import socket
+    import threading
+    import time
+
+    run = RunDir(tmp_path)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "earlier"}
+    run.lock_file.write_text(json.dumps(stale) + "\n")
+    with open(run.lock_file, "a+") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, record not written yet
+
+        def write_record() -> None:
+            time.sleep(0.3)
+            holder.seek(0)
+            holder.truncate()
+            holder.write(
+                json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": "now"}) + "\n"
+            )
+            holder.flush()
+
+        writer = threading.Thread(target=write_record)
+        writer.start()
+        with pytest.raises(LockHeld) as refused:
+            LauncherLock(run).acquire()
+        writer.join()
+    assert f'"pid": {os.getpid()}' in str(refused.value) and "earlier" not in str(refused.value)
+
+
+def test_a_run_directory_the_file_system_refuses_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from sparta_hpc.store import state as state_module
+
+    def read_only(path: object, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(state_module, "open", read_only, raising=False)
+    with pytest.raises(RunDirUnwritable) as refused:
+        LauncherLock(RunDir(tmp_path)).acquire()
+    assert str(refused.value) == (
+        f"cannot write to {tmp_path / 'launcher.lock'}: read-only file system (EROFS); "
+        "remount it read-write, then run the same command again"
+    )
+
+
+def test_writes_the_file_system_refused_are_recognised_through_libraries_and_causes() -> None:
+    import errno
+
+    assert refused_write(OSError(errno.ENOSPC, "No space left on device")) == errno.ENOSPC
+    assert refused_write(Exception("No space left on device (os error 28)")) == errno.ENOSPC  # tokenizers
+    assert refused_write(RuntimeError("Disk quota exceeded")) == errno.EDQUOT
+    try:
+        try:
+            raise OSError(errno.EROFS, "Read-only file system")
+        except OSError as e:
+            raise RuntimeError("saving the checkpoint failed") from e
+    except RuntimeError as chained:
+        assert refused_write(chained) == errno.EROFS
+    assert refused_write(ValueError("bad value")) is None
+    assert refused_write(OSError(errno.ENOENT, "No such file or directory")) is None
+
+
+def test_a_full_disk_stops_the_launcher_with_one_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sparta_hpc.run import iteration
+
+    def full(*args: object) -> None:
+        raise Exception("No space left on device (os error 28)")  # as tokenizers' Rust code raises it
+
+    monkeypatch.setattr(iteration, "run_iteration", full)
+    cfg = load_config(overrides=["run.iterations=1"])
+    with pytest.raises(
+        RunDirUnwritable, match=r"no space left on device \(ENOSPC; [\d.]+ MiB free\): Exception"
+    ):
+        iteration.run(cfg, RunDir(tmp_path / "run"), log=lambda s: None)
 
 
 def test_records_name_file_and_line(tmp_path: Path) -> None:
