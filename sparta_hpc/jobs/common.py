@@ -128,16 +128,23 @@ def run_chunks(
     for i, chunk in enumerate(chunks):
         path = parts / f"chunk_{i:05d}.jsonl"
         if out.exists():
-            return None
+            return _published_elsewhere(parts)
         records = _saved_chunk(path, len(chunk))
         if records is None:
             records = compute(chunk)
             if out.exists():
-                return None
+                return _published_elsewhere(parts)
             if not publish_text(path, jsonl_text(records)):  # another attempt saved it first: keep that
                 records = _saved_chunk(path, len(chunk)) or records
         results += records
     return results
+
+
+def _published_elsewhere(parts: Path) -> list[dict[str, Any]] | None:
+    """Another attempt published the unit: remove the chunks (this attempt may have saved one after that
+    attempt removed them); None, the value of ``run_chunks`` then."""
+    shutil.rmtree(parts, ignore_errors=True)
+    return None
 
 
 def _saved_chunk(path: Path, num_requests: int) -> list[dict[str, Any]] | None:
