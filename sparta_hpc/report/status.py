@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sparta_hpc.errors import StateError
+from sparta_hpc.processes import process_alive
 from sparta_hpc.store import events as ev
 from sparta_hpc.store.events import format_duration
 from sparta_hpc.store.rundir import STAGES, RunDir
@@ -31,12 +31,10 @@ def launcher_alive(run: RunDir) -> bool | None:
     if holder.get("host") != socket.gethostname():
         return None
     try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, KeyError, TypeError, ValueError):
+        identity = (int(holder["pid"]), holder.get("started"))
+    except (KeyError, TypeError, ValueError):
         return None
-    return True
+    return process_alive(identity)
 
 
 def _stage_row(

@@ -20,6 +20,7 @@ from typing import IO, Any
 from sparta_hpc.errors import LockHeld, StateError
 from sparta_hpc.files import read_json, sha256_path, unwritable, write_json
 from sparta_hpc.method.types import PlayerRating, RatingTable
+from sparta_hpc.processes import process_identity
 from sparta_hpc.store.rundir import STAGES, RunDir
 
 SCHEMA_VERSION = 1
@@ -207,6 +208,7 @@ class LauncherLock:
         record = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "started": process_identity(os.getpid())[1],
             "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         try:

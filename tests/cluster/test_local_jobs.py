@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sparta_hpc.cluster.executor import process_alive, process_identity
+from sparta_hpc.processes import process_alive, process_identity
 from tests.run.faults import alive, job_pids, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

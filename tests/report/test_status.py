@@ -56,6 +56,19 @@ def test_running_stage_shows_elapsed_time_preemptions_and_retries(tmp_path: Path
 def test_a_dead_launcher_leaves_the_stage_stopped(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
     run = make_run(tmp_path, int(dead.stdout))
+    _assert_stopped(run)
+
+
+def test_a_reused_pid_is_not_the_launcher(tmp_path: Path) -> None:
+    """pids wrap around: the lock names the launcher's start time, and another process with its pid (here
+    this one, recorded with another start time) does not count as the launcher."""
+    run = make_run(tmp_path, os.getpid())
+    holder = json.loads(run.lock_file.read_text())
+    run.lock_file.write_text(json.dumps({**holder, "started": "1"}))
+    _assert_stopped(run)
+
+
+def _assert_stopped(run: RunDir) -> None:
     status = run_status(run.root)
     generate = next(r for r in status["stages"] if (r["iteration"], r["stage"]) == (1, "generate"))
     assert generate["state"] == "stopped"

@@ -419,7 +419,7 @@ def job_pids(folder: Path, task_only: bool = False) -> list[int]:
 
 
 def alive(pids: list[int]) -> list[int]:
-    from sparta_hpc.cluster.executor import process_alive, process_identity
+    from sparta_hpc.processes import process_alive, process_identity
 
     return [p for p in pids if process_alive(process_identity(p))]
 
