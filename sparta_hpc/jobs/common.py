@@ -134,8 +134,13 @@ def run_chunks(
             records = compute(chunk)
             if out.exists():
                 return _published_elsewhere(parts)
-            if not publish_text(path, jsonl_text(records)):  # another attempt saved it first: keep that
-                records = _saved_chunk(path, len(chunk)) or records
+            try:
+                if not publish_text(path, jsonl_text(records)):  # another attempt saved it first: keep that
+                    records = _saved_chunk(path, len(chunk)) or records
+            except FileNotFoundError:  # the chunks were removed under us: that attempt published the unit
+                if out.exists():
+                    return _published_elsewhere(parts)
+                raise
         results += records
     return results
 

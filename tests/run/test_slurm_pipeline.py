@@ -336,9 +336,9 @@ def test_preempted_generation_and_dpo_resume_from_saved_progress(
     train = run_dir / "iter_000" / "train"
 
     def training_half_done() -> bool:  # a player with a checkpoint in its first half, still training
-        saved = train.glob("*/work/checkpoint-*/trainer_state.json")
+        saved = train.glob("*/work/*/checkpoint-*/trainer_state.json")  # work/<attempt>/checkpoint-N
         return any(
-            int(p.parent.name.split("-")[1]) <= 48 and not (p.parents[2] / "stats.json").exists()
+            int(p.parent.name.split("-")[1]) <= 48 and not (p.parents[3] / "stats.json").exists()
             for p in saved
         )
 
@@ -466,7 +466,7 @@ def test_raising_job_stops_the_launcher_then_a_rerun_continues(
     assert log.is_file() and "Traceback" in log.read_text()
     finished_before = {p.parent.name for p in run_dir.glob("iter_000/train/*/stats.json")}
 
-    shutil.rmtree(corrupt)  # fix the cause, run again
+    shutil.rmtree(corrupt.parent)  # fix the cause (the failed attempt adopted a copy of it), run again
     out = run_to_end(run_dir, FAST)
     second = events(run_dir, "submitted", "train")[1:]
     assert [e["units"] for e in second] == [["tiny-c"]], out[-3000:]
