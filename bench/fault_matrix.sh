@@ -8,7 +8,7 @@
 #                                       hour on 2 CPU cores; root for the tmpfs cases, the Slurm test cluster)
 #   bash bench/fault_matrix.sh ci       the moderate matrix CI runs (a few minutes)
 #
-# Extra arguments go to pytest, e.g. `bash bench/fault_matrix.sh full -k local`.
+# Extra arguments go to pytest, e.g. `bash bench/fault_matrix.sh full -k local` or `-m "not slurm"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="full"
@@ -16,8 +16,7 @@ if [[ $# -gt 0 && ($1 == ci || $1 == full) ]]; then
   mode=$1
   shift
 fi
-python=.venv/bin/python
-[[ -x $python ]] || python=python3
+python=${PYTHON:-.venv/bin/python}  # PYTHON=/path/to/python for another environment
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 if [[ $mode == full ]]; then export SPARTA_FAULT_MATRIX=full; else unset SPARTA_FAULT_MATRIX; fi
 start=$SECONDS

@@ -24,9 +24,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     table = faults.render(faults.MATRIX)
     terminalreporter.section("fault matrix")
     terminalreporter.line(table)
-    try:
-        faults.MATRIX_FILE.parent.mkdir(parents=True, exist_ok=True)
-        faults.MATRIX_FILE.write_text("# Fault matrix\n\n" + table + "\n", encoding="utf-8")
+    problem = faults.write_matrix()
+    if problem is None:
         terminalreporter.line(f"written to {faults.MATRIX_FILE}")
-    except OSError as e:
-        terminalreporter.line(f"could not write {faults.MATRIX_FILE}: {e}", red=True)
+    else:
+        terminalreporter.line(f"could not write {faults.MATRIX_FILE}: {problem}", red=True)

@@ -594,10 +594,22 @@ MATRIX: list[Row] = []
 def record(
     case: str, backend: str, point: str, outcome: str, divergence: Divergence, started: float, note: str = ""
 ) -> Row:
-    """Add a row to the matrix; ``started``: ``time.monotonic()`` when the case began."""
+    """Add a row to the matrix and rewrite its file (so that a matrix cut short keeps its rows);
+    ``started``: ``time.monotonic()`` when the case began."""
     row = Row(case, backend, point, outcome, divergence, time.monotonic() - started, note)
     MATRIX.append(row)
+    write_matrix()
     return row
+
+
+def write_matrix() -> str | None:
+    """Write the matrix so far to ``MATRIX_FILE``; None, or why it could not."""
+    try:
+        MATRIX_FILE.parent.mkdir(parents=True, exist_ok=True)
+        MATRIX_FILE.write_text("# Fault matrix\n\n" + render(MATRIX) + "\n", encoding="utf-8")
+    except OSError as e:
+        return str(e)
+    return None
 
 
 def render(rows: list[Row]) -> str:
