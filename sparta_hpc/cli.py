@@ -1,4 +1,5 @@
-"""``sparta-hpc`` commands: run, status, cancel, report, compare, rate, simulate, plan, prepare-data.
+"""``sparta-hpc`` commands: run, status, cancel, report, compare, rate, simulate, plan, prepare-data,
+build-pool.
 
 Nothing heavy is imported to build the parser."""
 
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_arguments(
         sub.add_parser("prepare-data", help="convert a task's data to the canonical format")
     )
+    from sparta_hpc.run import pool
+
+    pool.add_arguments(
+        sub.add_parser("build-pool", help="SFT one LoRA expert per dataset from one base (a pool of players)")
+    )
     return parser
 
 
@@ -100,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
             from sparta_hpc.tools import cost as plan
 
             code = plan.main(args)
+        elif args.command == "build-pool":
+            from sparta_hpc.run import pool
+
+            code = pool.main(args)
         elif args.command == "prepare-data":
             from sparta_hpc.tasks import prepare
 
