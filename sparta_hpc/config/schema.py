@@ -21,6 +21,9 @@ from sparta_hpc.training.dpo import TrainConfig
 MODES = ("sparta", "self_rewarding")
 """The values of ``run.mode``."""
 
+STAGE_LAYOUTS = ("separate", "combat")
+"""The values of ``run.stage_layout``."""
+
 
 @dataclass
 class RunConfig:
@@ -38,6 +41,12 @@ class RunConfig:
     """``sparta``: the SPARTA loop; ``self_rewarding``: the baseline where each player judges its own answers
     and trains on its own best vs worst one (section ``selfreward``; no matches, ratings stay initial)."""
 
+    stage_layout: str = "separate"
+    """How an iteration's GPU work is cut into jobs: ``separate`` (generate shards, judge shards, one DPO job
+    per player, evaluate tasks) or ``combat`` (one task per shard generates and judges with one engine and
+    evaluates the models of the previous iteration; only the last iteration's evaluation has tasks of its
+    own). ``sparta-hpc plan`` prices both (docs/plan.md)."""
+
     tensorboard: bool = False
     """Write ratings, judge parse rates, DPO losses and eval metrics to ``RUN_DIR/tensorboard`` (needs the
     ``tensorboard`` package; never uses the network)."""
@@ -47,6 +56,11 @@ class RunConfig:
             raise ConfigError(f"run.iterations={self.iterations} must be >= 1")
         if self.mode not in MODES:
             raise ConfigError(f"run.mode={self.mode!r} is not valid; allowed values: {', '.join(MODES)}")
+        if self.stage_layout not in STAGE_LAYOUTS:
+            raise ConfigError(
+                f"run.stage_layout={self.stage_layout!r} is not valid; "
+                f"allowed values: {', '.join(STAGE_LAYOUTS)}"
+            )
         if self.profile not in PROFILES:
             raise ConfigError(
                 f"run.profile={self.profile!r} is not valid; allowed values: {', '.join(PROFILES)}"
