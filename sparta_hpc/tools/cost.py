@@ -18,7 +18,14 @@ from typing import Any
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.tools.cost_model import GPU_TYPES, GPUType, TokenAssumptions, model_shape
 from sparta_hpc.tools.cost_model import memory_plan as memory_rows
-from sparta_hpc.tools.cost_stages import StageCost, plan_run, stage_names, train_options
+from sparta_hpc.tools.cost_stages import (
+    StageCost,
+    is_combat,
+    plan_run,
+    resources_of,
+    stage_names,
+    train_options,
+)
 
 
 def layout_notes(cfg: SpartaConfig) -> list[str]:
@@ -39,15 +46,28 @@ def layout_notes(cfg: SpartaConfig) -> list[str]:
 
 
 def stage_task_seconds(cfg: SpartaConfig, calibration: dict[str, Any] | None = None) -> dict[str, float]:
-    """Per GPU stage, the longest task's start-up + compute seconds over the run's iterations (what a stage's
-    time limit must cover); a stage with no task in any iteration is absent."""
+    """Per ``cluster`` section (generate, judge, train, evaluate), the longest task's start-up + compute
+    seconds over the run's iterations: what that section's time limit must cover (a combat task runs as a
+    generate task). A section with no task in any iteration is absent."""
     gpu, tokens, queue = _calibrated(cfg.cluster.gpu_type, calibration or {})
     longest: dict[str, float] = {}
     for iteration in plan_run(cfg, gpu, tokens, model_shape(cfg.models[0].base), queue):
         for c in iteration:
             if c.tasks:
-                longest[c.stage] = max(longest.get(c.stage, 0.0), c.task_s)
+                section = resources_of(c.stage)
+                longest[section] = max(longest.get(section, 0.0), c.task_s)
     return longest
+
+
+def _idle_notes(cfg: SpartaConfig, stages: list[StageCost]) -> list[str]:
+    """Sharded stages that leave GPUs without a task, and the shard count that would use them."""
+    keys = {"generate": "generate.num_shards", "combat": "generate.num_shards", "judge": "judge.num_shards"}
+    return [
+        f"{c.stage}: {c.tasks} tasks leave {c.idle_gpus} of {cfg.cluster.num_gpus} GPUs without a task; "
+        f"{keys[c.stage]}={c.tasks + c.idle_gpus // c.gpus_per_task} would use them"
+        for c in stages
+        if c.stage in keys and c.tasks and c.idle_gpus >= c.gpus_per_task
+    ]
 
 
 def _iteration(t: int, stages: list[StageCost]) -> dict[str, Any]:
@@ -72,11 +92,11 @@ def plan_report(cfg: SpartaConfig, calibration: dict[str, Any] | None = None) ->
         return {s: sum(getattr(c, key) for c in everything if c.stage == s) for s in stage_names(cfg)}
 
     last = iterations[-1]
-    final = [c for c in last if c.stage == "evaluate"] if cfg.run.stage_layout == "combat" else []
+    final = [c for c in last if c.stage == "evaluate"] if is_combat(cfg) else []
     return {
         "cluster": {"gpu_type": gpu.name, "num_gpus": cfg.cluster.num_gpus,
                     "gpus_per_node": cfg.cluster.gpus_per_node},
-        "stage_layout": cfg.run.stage_layout,
+        "stage_layout": "combat" if is_combat(cfg) else "separate",
         "queue_wait_s": queue,
         "gpu": asdict(gpu),
         "model": {"base": cfg.models[0].base, "num_bases": len(bases), **asdict(shape),
@@ -97,7 +117,7 @@ def plan_report(cfg: SpartaConfig, calibration: dict[str, Any] | None = None) ->
         "final_evaluation_starts": sum(c.tasks for c in final),
         "train_options": train_options(cfg, gpu, tokens, shape),
         "memory": memory_rows(cfg, shape, gpu),
-        "notes": layout_notes(cfg),
+        "notes": layout_notes(cfg) + _idle_notes(cfg, iterations[0]),
     }  # fmt: skip
 
 

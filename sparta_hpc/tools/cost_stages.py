@@ -1,9 +1,10 @@
-"""The stages ``sparta-hpc plan`` prices, for both ``run.stage_layout`` values: tasks, tokens and task times.
+"""The stages ``sparta-hpc plan`` prices, for both layouts of ``run.stage_layout``: tasks, tokens, task times.
 
 ``separate``: generate shards, judge shards, one DPO job per player, evaluate tasks (``eval.units_per_task``
-units each). ``combat``: one task per combat shard loads one engine, generates and judges its matches and
-evaluates the models the previous iteration trained (iteration 0's: the initial models); one DPO job per
-player; only the last iteration's evaluation has tasks of its own, packed into one wave of the cluster.
+units each). ``combat`` (``auto`` when every player has the same base): one task per generate shard loads one
+engine, generates and judges its matches and evaluates the models the previous iteration trained (iteration
+0's: the initial models); one DPO job per player; only the last iteration's evaluation has tasks of its own,
+packed into one wave of the cluster. vLLM gets at least ``engine.vllm_min_chunk`` requests per call.
 
 Every task pays a start-up (``GPUType.engine_start_s`` / ``train_start_s``); every stage waits
 ``queue_wait_s`` in the queue before its tasks start. Idle GPUs are counted against the ``cluster.num_gpus``
@@ -91,9 +92,21 @@ class _Work:
     note: str = ""
 
 
+def is_combat(cfg: SpartaConfig) -> bool:
+    """Whether ``run.stage_layout`` runs combat tasks: ``combat``, or ``auto`` with all players on one base."""
+    layout = cfg.run.stage_layout
+    return layout == "combat" or (layout == "auto" and len({m.base for m in cfg.models}) == 1)
+
+
 def stage_names(cfg: SpartaConfig) -> tuple[str, ...]:
     """The GPU stages of an iteration under ``run.stage_layout``."""
-    return COMBAT_STAGES if cfg.run.stage_layout == "combat" else SEPARATE_STAGES
+    return COMBAT_STAGES if is_combat(cfg) else SEPARATE_STAGES
+
+
+def resources_of(stage: str) -> str:
+    """The ``cluster`` section whose resources (and time limit) a stage's tasks get: a combat task runs as a
+    ``generate`` task."""
+    return "generate" if stage == "combat" else stage
 
 
 def plan_run(
@@ -125,7 +138,7 @@ def _work(cfg: SpartaConfig, t: int, stage: str, tokens: TokenAssumptions) -> _W
         what = "the initial models" if t == 0 else "the models of the previous iteration"
         note = f"and evaluates {what}" if ev.parts else ev.note
         return _Work(tasks=shards, gpus=tp, parts=parts, note=note)
-    if cfg.run.stage_layout == "combat":  # only the last iteration's models, packed into one wave
+    if is_combat(cfg):  # only the last iteration's models, packed into one wave
         labels = [evaluation.label_after(t)] if t == cfg.run.iterations - 1 and cfg.eval.every else []
         return _evaluate(cfg, labels, chat_prompt, per_task=None)
     labels = evaluation.labels(t, cfg.eval.every, cfg.run.iterations)
@@ -133,8 +146,14 @@ def _work(cfg: SpartaConfig, t: int, stage: str, tokens: TokenAssumptions) -> _W
 
 
 def combat_shards(cfg: SpartaConfig) -> int:
-    """Tasks of the combat stage: one per shard of the iteration's matches."""
-    return max(cfg.generate.num_shards, cfg.judge.num_shards)
+    """Tasks of the combat stage: one per generate shard (``judge.num_shards`` is unused)."""
+    return cfg.generate.num_shards
+
+
+def engine_chunk(cfg: SpartaConfig, chunk_size: int) -> int:
+    """Requests per engine call: vLLM gets at least ``engine.vllm_min_chunk`` (where the config has it)."""
+    least = int(getattr(cfg.engine, "vllm_min_chunk", 1))
+    return max(chunk_size, least) if cfg.engine.kind == "vllm" else chunk_size
 
 
 def combat_labels(cfg: SpartaConfig, t: int) -> list[str]:
@@ -151,7 +170,7 @@ def combat_labels(cfg: SpartaConfig, t: int) -> list[str]:
 def _generate(cfg: SpartaConfig, chat_prompt: int, shards: int) -> _Part:
     n, new = cfg.plan.num_prompts, cfg.generate.max_new_tokens
     return _Part(prefill=2 * n * chat_prompt, decode=2 * n * new, prompt=chat_prompt, new=new,
-                 chunk=cfg.generate.chunk_size, share=1 / shards)  # fmt: skip
+                 chunk=engine_chunk(cfg, cfg.generate.chunk_size), share=1 / shards)  # fmt: skip
 
 
 def _judge(cfg: SpartaConfig, tokens: TokenAssumptions, shards: int) -> _Part:
@@ -164,7 +183,7 @@ def _judge(cfg: SpartaConfig, tokens: TokenAssumptions, shards: int) -> _Part:
     else:
         new = cfg.judge.max_new_tokens
     return _Part(prefill=judgments * prompt, decode=judgments * new, prompt=prompt, new=new,
-                 chunk=cfg.judge.chunk_size, share=1 / shards)  # fmt: skip
+                 chunk=engine_chunk(cfg, cfg.judge.chunk_size), share=1 / shards)  # fmt: skip
 
 
 def _evaluate(
@@ -189,7 +208,7 @@ def _evaluate(
     total, new = sum(answers), cfg.eval.max_new_tokens
     share = max(map(sum, groups)) / total if total else 0.0
     part = _Part(prefill=round(total * chat_prompt), decode=round(total * new), prompt=chat_prompt, new=new,
-                 chunk=cfg.eval.chunk_size, share=share)  # fmt: skip
+                 chunk=engine_chunk(cfg, cfg.eval.chunk_size), share=share)  # fmt: skip
     return _Work(tasks=len(groups), gpus=tp, parts=(part,))
 
 
@@ -255,11 +274,8 @@ def _empty(stage: str, gpus: int, nodes: int, note: str) -> StageCost:
 
 
 def task_gpus(cfg: SpartaConfig, stage: str, logical: int) -> tuple[int, int]:
-    """GPUs and nodes of one task: what ``cluster.<stage>`` asks Slurm for (the combat stage: what
-    ``cluster.combat`` asks, else ``cluster.generate``), else the logical count."""
-    resources = getattr(cfg.cluster, stage, None)
-    if stage == "combat" and resources is None:
-        resources = cfg.cluster.generate
+    """GPUs and nodes of one task: what its ``cluster`` section asks Slurm for, else the logical count."""
+    resources = getattr(cfg.cluster, resources_of(stage), None)
     if resources is not None and resources.nodes * resources.gpus_per_node:
         return resources.nodes * resources.gpus_per_node, resources.nodes
     return logical, math.ceil(logical / cfg.cluster.gpus_per_node)
