@@ -126,7 +126,7 @@ def test_decode_mfu_follows_the_engine_batch() -> None:
     hf = load_config(PAPER, ["engine.kind=hf", "engine.batch_size=16"])
     assert decode_mfu(hf, gpu, shape, requests=512, prompt=94, new=512)[0] == 16
     big = load_config(PAPER, ["generate.chunk_size=512", "judge.chunk_size=512", "eval.chunk_size=512"])
-    assert plan_report(big)["total_gpu_hours"] < plan_report(cfg)["total_gpu_hours"]
+    assert plan_report(big)["total_gpu_hours"] < plan_report(small)["total_gpu_hours"]
 
 
 def test_stage_task_seconds_per_cluster_section() -> None:
