@@ -15,6 +15,7 @@ Submits nothing, needs no GPU: every figure is ``sparta_hpc.tools.cost.plan_repo
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from sparta_hpc.config import CONFIG_DIR, load_config
@@ -47,7 +48,7 @@ def rows(config: str, extra: list[str], queue_wait_s: float) -> list[tuple[str, 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=str(CONFIG_DIR / "paper.yaml"))
+    p.add_argument("--config", default=os.path.relpath(CONFIG_DIR / "paper.yaml"))
     p.add_argument("--queue-wait-s", type=float, default=0.0)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args()
@@ -64,7 +65,8 @@ def main() -> None:
         hours = f"{r['total_gpu_hours']:.2f} ({r['total_startup_gpu_hours']:.2f} + {compute:.2f})"
         print(
             f"| {name} | {starts[0]} / {max(starts[1:-1], default=starts[0])} / {starts[-1]} | "
-            f"{r['final_evaluation_starts']} | {hours} | {-saved:+.1%} | {r['total_idle_gpu_hours']:.2f} | "
+            f"{r['final_evaluation_starts']} | {hours} | {f'{-saved:+.1%}' if r is not old else '-'} | "
+            f"{r['total_idle_gpu_hours']:.2f} | "
             f"{r['total_wall_hours']:.2f} |"
         )
     print()

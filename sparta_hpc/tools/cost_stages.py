@@ -299,10 +299,12 @@ def train_options(
     layouts = {
         "one rank per player": ([(1, start + w)] * m, False),
         f"two ranks for {spare} of {m} players": (
-            [(2, start + w / 2)] * spare + [(1, start + w)] * (m - spare), spare > 0),
+            [(2, start + w / 2)] * spare + [(1, start + w)] * (m - spare), True),
         "two players per task": ([(1, start + 2 * w)] * (m // 2) + [(1, start + w)] * (m % 2), False),
         "two ranks for every player": ([(2, start + w / 2)] * m, True),
     }  # fmt: skip
+    if not 0 < spare < m:  # no spare GPU, or every player gets two: the last row says it
+        del layouts[f"two ranks for {spare} of {m} players"]
     rows: list[dict[str, object]] = []
     for name, (jobs, changes) in layouts.items():
         wall = _makespan(jobs, g)
