@@ -93,7 +93,7 @@ class _Work:
 
 
 def is_combat(cfg: SpartaConfig) -> bool:
-    """Whether ``run.stage_layout`` runs combat tasks: ``combat``, or ``auto`` with all players on one base."""
+    """Whether ``run.stage_layout`` runs combat tasks: ``combat``, or ``auto`` with one base for all."""
     layout = cfg.run.stage_layout
     return layout == "combat" or (layout == "auto" and len({m.base for m in cfg.models}) == 1)
 
