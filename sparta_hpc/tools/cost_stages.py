@@ -136,7 +136,7 @@ def _work(cfg: SpartaConfig, t: int, stage: str, tokens: TokenAssumptions) -> _W
         ev = _evaluate(cfg, combat_labels(cfg, t), chat_prompt, per_task=None, tasks=shards)
         parts = (_generate(cfg, chat_prompt, shards), _judge(cfg, tokens, shards), *ev.parts)
         what = "the initial models" if t == 0 else "the models of the previous iteration"
-        note = f"and evaluates {what}" if ev.parts else ev.note
+        note = f"and evaluates {what}" if ev.parts else ev.note.replace("no evaluation here", "")
         return _Work(tasks=shards, gpus=tp, parts=parts, note=note)
     if is_combat(cfg):  # only the last iteration's models, packed into one wave
         labels = [evaluation.label_after(t)] if t == cfg.run.iterations - 1 and cfg.eval.every else []
@@ -198,8 +198,8 @@ def _evaluate(
         return _Work(tasks=0, gpus=tp, note="no evaluation here")
     counted = {unit: _num_examples(cfg, *unit) for unit in units}
     if any(n is None for n in counted.values()):
-        return _Work(tasks=0, gpus=tp, note="not counted: example counts unknown (prepare the data or set "
-                     "eval.max_examples)")  # fmt: skip
+        unknown = "evaluation not counted: example counts unknown (prepare the data or set eval.max_examples)"
+        return _Work(tasks=0, gpus=tp, note=unknown)
     answers = [(counted[unit] or 0) / cfg.eval.num_shards for unit in units]
     if per_task is None:
         slots = tasks or max(1, cfg.cluster.num_gpus // tp)
