@@ -217,6 +217,7 @@ def format_plan(report: dict[str, Any]) -> str:
         "",
         f"{'iter':>4} {'stage':<9} {'jobs':>4} {'tasks':>5} {'GPUs/task':>9} {'prefill tok':>12} "
         f"{'decode tok':>11} {'train tok':>11} {'FLOPs':>9} {'GPU-h':>8} {'wall h':>7} {'start-up h':>10} "
+        f"{'compute h':>9} "
         f"{'batch':>5} {'idle GPUs':>9} {'idle GPU-h':>10}",
     ]
     runs = _identical_runs(report["iterations"])
@@ -227,7 +228,8 @@ def format_plan(report: dict[str, Any]) -> str:
                 f"{label:>4} {c['stage']:<9} {c['jobs']:>4} {c['tasks']:>5} {c['gpus_per_task']:>9} "
                 f"{c['prefill_tokens']:>12,} {c['decode_tokens']:>11,} {c['train_tokens']:>11,} "
                 f"{c['flops']:>9.3g} {c['gpu_hours']:>8.2f} {c['wall_hours']:>7.2f} "
-                f"{c['startup_gpu_hours']:>10.2f} {c['decode_batch'] or '-':>5} {c['idle_gpus']:>9} "
+                f"{c['startup_gpu_hours']:>10.2f} {c['compute_gpu_hours']:>9.2f} "
+                f"{c['decode_batch'] or '-':>5} {c['idle_gpus']:>9} "
                 f"{c['idle_gpu_hours']:>10.2f}" + (f"  ({c['note']})" if c["note"] else "")
             )
     if any(first != last for first, last in runs):

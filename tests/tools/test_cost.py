@@ -83,6 +83,9 @@ def test_text_plan_shows_stages_total_and_memory(capsys: pytest.CaptureFixture[s
     assert code == 0
     assert " 0-7 judge        1    16         1   10,896,000   4,096,000" in out
     assert "total: " in out and "GPU-hours" in out and "memory plan" in out
+    assert "start-up h compute h batch idle GPUs idle GPU-h" in out
+    assert "model starts (engines and trainers): 272 (0-7: 34 each by iteration)" in out
+    assert "one rank per player" in out and "train stage on the cluster" in out
 
 
 def test_memory_plan_for_7b_and_14b_on_40_and_80_gb() -> None:
