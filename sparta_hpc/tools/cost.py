@@ -97,6 +97,7 @@ def plan_report(cfg: SpartaConfig, calibration: dict[str, Any] | None = None) ->
         "cluster": {"gpu_type": gpu.name, "num_gpus": cfg.cluster.num_gpus,
                     "gpus_per_node": cfg.cluster.gpus_per_node},
         "stage_layout": "combat" if is_combat(cfg) else "separate",
+        "stage_layout_setting": cfg.run.stage_layout,
         "queue_wait_s": queue,
         "gpu": asdict(gpu),
         "model": {"base": cfg.models[0].base, "num_bases": len(bases), **asdict(shape),
@@ -212,7 +213,8 @@ def format_plan(report: dict[str, Any]) -> str:
         f"prefill {gpu['prefill_mfu']:g}, decode {gpu['decode_mfu']:g} at {gpu['decode_batch']} sequences, "
         f"train {gpu['train_mfu']:g}; start-up {gpu['engine_start_s']:g} s per engine task, "
         f"{gpu['train_start_s']:g} s per training task; queue wait {report['queue_wait_s']:g} s per stage)",
-        f"stage layout: {report['stage_layout']} (run.stage_layout); tokens are upper bounds: every response "
+        f"stage layout: {report['stage_layout']} (run.stage_layout={report['stage_layout_setting']}); "
+        "tokens are upper bounds: every response "
         "uses its whole max_new_tokens",
         "",
         f"{'iter':>4} {'stage':<9} {'jobs':>4} {'tasks':>5} {'GPUs/task':>9} {'prefill tok':>12} "
