@@ -173,6 +173,11 @@ def load_calibration(path: str | None) -> dict[str, Any]:
 def add_arguments(p: Any) -> None:
     """Arguments of ``sparta-hpc plan``."""
     p.add_argument("--config", default=None, help="YAML config (default: the tiny CPU demo)")
+    p.add_argument(
+        "--cluster-preset",
+        metavar="NAME",
+        help="resources preset configs/cluster/NAME.yaml (or cluster=NAME)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--calibration", help="JSON file with measured GPU constants, token counts, queue wait")
     p.add_argument(
@@ -190,7 +195,7 @@ def main(args: Any) -> int:
     from sparta_hpc.config import load_config
     from sparta_hpc.errors import ConfigError
 
-    cfg = load_config(args.config, list(args.overrides))
+    cfg = load_config(args.config, list(args.overrides), args.cluster_preset)
     try:
         calibration = load_calibration(args.calibration)
         if args.queue_wait_s is not None:

@@ -102,13 +102,15 @@ def test_idle_gpus_per_stage() -> None:
 
 
 def test_queue_wait_adds_wall_time_not_gpu_hours(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["plan", "--config", PAPER, *EVAL_500, "run.stage_layout=separate", "--json"]
+    argv = ["plan", "--config", PAPER, "--cluster-preset", "a100x16", "eval.max_examples=500",
+            "run.stage_layout=separate", "--json"]  # fmt: skip
     reports = []
     for extra in ([], ["--queue-wait-s", "300"]):
         with pytest.raises(SystemExit):
             main(argv + extra)
         reports.append(json.loads(capsys.readouterr().out))
     stages_with_tasks = sum(1 for it in reports[0]["iterations"] for c in it["stages"].values() if c["tasks"])
+    assert not any("asks for no GPU" in note for note in reports[0]["notes"])  # the preset asks for GPUs
     assert reports[1]["total_gpu_hours"] == pytest.approx(reports[0]["total_gpu_hours"])
     assert reports[1]["total_wall_hours"] - reports[0]["total_wall_hours"] == pytest.approx(
         stages_with_tasks * 300 / 3600
