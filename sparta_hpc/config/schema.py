@@ -20,6 +20,8 @@ from sparta_hpc.training.dpo import TrainConfig
 
 MODES = ("sparta", "self_rewarding")
 """The values of ``run.mode``."""
+STAGE_LAYOUTS = ("auto", "separate", "combat")
+"""The values of ``run.stage_layout``."""
 
 
 @dataclass
@@ -38,6 +40,13 @@ class RunConfig:
     """``sparta``: the SPARTA loop; ``self_rewarding``: the baseline where each player judges its own answers
     and trains on its own best vs worst one (section ``selfreward``; no matches, ratings stay initial)."""
 
+    stage_layout: str = "auto"
+    """How generation and judging run: ``separate``: a generate array job, then a judge array job (each
+    loads its models); ``combat``: one task per generate shard generates both answers of its matches and has
+    the other players judge them with the engine it already loaded (every player must share one base);
+    ``auto``: ``combat`` when every player has the same base, else ``separate``. The records are identical;
+    under ``combat`` judging is split into ``generate.num_shards`` shards (``judge.num_shards`` is unused)."""
+
     tensorboard: bool = False
     """Write ratings, judge parse rates, DPO losses and eval metrics to ``RUN_DIR/tensorboard`` (needs the
     ``tensorboard`` package; never uses the network)."""
@@ -50,6 +59,11 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise ConfigError(
                 f"run.profile={self.profile!r} is not valid; allowed values: {', '.join(PROFILES)}"
+            )
+        if self.stage_layout not in STAGE_LAYOUTS:
+            raise ConfigError(
+                f"run.stage_layout={self.stage_layout!r} is not valid; "
+                f"allowed values: {', '.join(STAGE_LAYOUTS)}"
             )
 
 
