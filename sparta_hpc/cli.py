@@ -38,9 +38,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparta-hpc", description="SPARTA alignment on Slurm clusters")
-    from sparta_hpc import __version__
+    import sparta_hpc
 
-    parser.add_argument("--version", action="version", version=f"sparta-hpc {__version__}")
+    parser.add_argument("--version", action="version", version=f"sparta-hpc {sparta_hpc.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     from sparta_hpc.run import launcher
 

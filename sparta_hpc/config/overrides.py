@@ -22,11 +22,13 @@ Indexed = list[tuple[list[str | int], str, Any]]
 
 
 def did_you_mean(key: str, valid: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest valid key, or ``""`` when none is close."""
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    if not close and "." in key:  # a right key name in the wrong section: run.plan.alpha -> plan.alpha
-        tail = key.rsplit(".", 1)[1]
-        close = [k for k in valid if k.rsplit(".", 1)[-1] == tail][:1]
+    """`` (did you mean 'x'?)`` for the closest valid key (a close name in the same section, else the same
+    name in another section), or ``""`` when none is close."""
+    section, _, name = key.rpartition(".")
+    valid = [*valid, *sorted({k.rpartition(".")[0] for k in valid} - {""})]  # sections are keys too
+    siblings = {k.rpartition(".")[2]: k for k in valid if k.rpartition(".")[0] == section}
+    close = [siblings[c] for c in difflib.get_close_matches(name, list(siblings), n=1, cutoff=0.6)]
+    close = close or [k for k in valid if k.rpartition(".")[2] == name][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -136,7 +136,8 @@ CASES = [
     file_case(
         "unknown-model-key",
         {"models": [{"name": "a", "base": "tiny", "adaptor": "tiny"}, *M[1:]]},
-        "unknown key 'models[0].adaptor' (did you mean 'adapter'?); valid keys of a model: name, base, adapter",
+        "unknown key 'models[0].adaptor' (did you mean 'adapter'?)",
+        "valid keys of a model: name, base, adapter",
     ),
     file_case(
         "misspelt-resource-keys-at-once",
