@@ -22,7 +22,7 @@ from sparta_hpc.config.schema import SpartaConfig
 from sparta_hpc.engines.base import ModelConfig, adapter_problems, base_problems
 from sparta_hpc.errors import ConfigError
 from sparta_hpc.method.settings import PROFILES
-from sparta_hpc.tasks.prompts import check_judge_template
+from sparta_hpc.tasks.own import read_rubric, task_file_keys
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "debug.yaml"
@@ -107,6 +107,9 @@ def load_config(
         for origin, layer in layers:
             merged = _merge(merged, layer, origin)
         merged = apply_indexed(merged, indexed, valid_keys())
+        given = OmegaConf.to_container(merged.task)
+        assert isinstance(given, dict)
+        merged.task.merge_with(task_file_keys(merged.task.name, merged.task.data_dir, given))
         _check_models_complete(merged)
         cfg = OmegaConf.to_object(merged)
     except ConfigError:
@@ -352,19 +355,6 @@ def check_paths(cfg: SpartaConfig) -> None:
         raise ConfigError(problems[0])
     if problems:
         raise ConfigError(f"{len(problems)} bad paths: " + "; ".join(problems))
-
-
-def read_rubric(path: str | None, key: str) -> str | None:
-    """The text of a judge prompt file (``judge.rubric_file``, ``eval.judge_rubric_file``), or None when
-    ``path`` is None; ConfigError naming ``key`` when it cannot be read or lacks a placeholder."""
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        check_judge_template(text)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(f"{key}={path!r}: {getattr(e, 'strerror', None) or e}", key) from None
-    return text
 
 
 def _model_path_problems(key: str, m: ModelConfig, label: str) -> list[str]:

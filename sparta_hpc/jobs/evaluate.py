@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sparta_hpc.config import SpartaConfig
-from sparta_hpc.config.load import read_rubric
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.files import read_json
 from sparta_hpc.jobs.common import (
@@ -22,6 +21,7 @@ from sparta_hpc.jobs.models import eval_judge_model
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.tasks import evaluation
 from sparta_hpc.tasks.evaluation import EvalRecord, EvalUnit
+from sparta_hpc.tasks.own import read_rubric
 from sparta_hpc.tasks.pool import task_template
 from sparta_hpc.tasks.prompts import build_prompt
 from sparta_hpc.tasks.schema import TaskExample

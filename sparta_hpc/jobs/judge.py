@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sparta_hpc.config import SpartaConfig
-from sparta_hpc.config.load import read_rubric
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.files import read_jsonl
 from sparta_hpc.jobs.common import (
@@ -23,6 +22,7 @@ from sparta_hpc.jobs.generate import read_generations
 from sparta_hpc.method import judging
 from sparta_hpc.method.types import Judgment, Match, Score
 from sparta_hpc.store.rundir import RunDir
+from sparta_hpc.tasks.own import read_rubric
 from sparta_hpc.tasks.prompts import render_judge
 
 

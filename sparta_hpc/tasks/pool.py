@@ -53,7 +53,8 @@ class TaskConfig:
                 + ", ".join((SYNTHETIC, *TASK_NAMES))
                 + "); "
                 f"for a task of your own set task.metric ({', '.join(METRICS)}) and optionally task.template "
-                "and task.answer_pattern (docs/formats.md, 'Your own tasks')"
+                "and task.answer_pattern, in the config or in DATA_DIR/<name>/task.yaml (docs/formats.md, "
+                "'Your own tasks')"
             )
         if not builtin and (not _NAME.fullmatch(self.name) or ":" in self.name):
             raise ValueError(

@@ -114,6 +114,31 @@ def test_own_task_prompts_and_scores_through_the_config(tmp_path: Path) -> None:
     assert evaluation.metric_name("capitals", "f1") == "token F1"
 
 
+def test_a_task_yaml_beside_the_data_describes_the_task(tmp_path: Path) -> None:
+    data = write_task(tmp_path / "data")
+    spec = data / "capitals" / "task.yaml"
+    spec.write_text(
+        "metric: exact\ntemplate: 'In {metadata.country}: {prompt}'\nanswer_pattern: 'is (\\w+)'\n"
+    )
+    over = ["task.name=capitals", f"task.data_dir={data}"]
+    cfg = load_config(None, over)
+    assert (cfg.task.metric, cfg.task.answer_pattern) == ("exact", "is (\\w+)")
+    assert prompt_pool(cfg.task, 0)[0][1] == "In France: What is its capital?"
+    # the config's own keys win, and a config that sets task.metric describes the task alone
+    assert load_config(None, [*over, "task.template='{prompt}?'"]).task.template == "{prompt}?"
+    alone = load_config(None, [*over, "task.metric=f1"]).task
+    assert (alone.metric, alone.template, alone.answer_pattern) == ("f1", None, None)
+    for text, message in [
+        ("metric: exact\ntemplte: x\n", r"task.yaml: unknown key 'templte' \(did you mean 'template'\?\)"),
+        ("metric: regex\n", r"task.yaml: task.metric='regex' is not valid"),
+        ("metric: exact\ntemplate: no placeholder\n", r"task.yaml: task.template: .* has no \{prompt\}"),
+        ("- exact\n", r"task.yaml: expected a mapping"),
+    ]:
+        spec.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, over)
+
+
 def test_judge_metric_uses_the_eval_judge_and_its_rubric_file(tmp_path: Path) -> None:
     data = write_task(tmp_path / "data")
     over = ["task.name=capitals", f"task.data_dir={data}", "task.metric=judge"]
