@@ -89,7 +89,8 @@ def _evaluate_unit(
         for e in examples
     ]
     sampling = Sampling(max_new_tokens=cfg.eval.max_new_tokens, greedy=True)
-    rubric = read_rubric(cfg.eval.judge_rubric_file, "eval.judge_rubric_file")
+    judged = evaluation.needs_judge(cfg.task, cfg.eval)
+    rubric = read_rubric(cfg.eval.judge_rubric_file, "eval.judge_rubric_file") if judged else None
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
         completions = engine().generate(chunk, sampling)
