@@ -6,6 +6,7 @@ Nothing heavy is imported to build the parser."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparta-hpc", description="SPARTA alignment on Slurm clusters")
+    import sparta_hpc
+
+    parser.add_argument("--version", action="version", version=f"sparta-hpc {sparta_hpc.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     from sparta_hpc.run import launcher
 
@@ -84,6 +88,17 @@ COMMANDS: dict[str, Any] = {"run": cmd_run, "status": cmd_status, "cancel": cmd_
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        code = _dispatch(argv)
+    except BrokenPipeError:  # the reader went away (``status --json | head``): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that flushing stdout at exit raises nothing
+        code = 141
+    sys.exit(code)
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    """Parse ``argv`` and run its command; the exit code (a SpartaError is printed as one line)."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "rate":
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     except SpartaError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 1
-    sys.exit(code)
+    return int(code)
 
 
 if __name__ == "__main__":

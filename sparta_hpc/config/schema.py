@@ -109,6 +109,11 @@ class JudgeConfig:
     grade`` (no number that could anchor a weak judge); ``released``: ``like this: {"score": 7}`` (a concrete
     example score). Replies are parsed alike; ``method=logprob`` appends ``{"score": `` to either prompt and
     reads the next token. The Alpaca evaluation judge always uses ``default``."""
+    rubric_file: str | None = None
+    """A judge prompt of your own (a UTF-8 text file) instead of the built-in one and ``rubric``:
+    ``{question}`` and ``{response}`` are filled, other text is kept; it must ask for ``{"score": N}``, N
+    1-10 (the parser and the logprob judge read that). Read by every judge job: keep it unchanged during a
+    run. Null: the built-in prompt."""
     num_shards: int = 1
     """Judging array tasks per iteration."""
     chunk_size: int = 64
@@ -202,8 +207,10 @@ def _check_eval(cfg: SpartaConfig) -> None:
             f"eval.tasks={list(cfg.eval.tasks)} lists the training task {cfg.task.name!r}; it is always "
             "evaluated: list only other tasks"
         )
-    if "alpaca" in (cfg.task.name, *cfg.eval.tasks) and judge is None:
+    judged = "alpaca" in (cfg.task.name, *cfg.eval.tasks) or cfg.task.metric == "judge"
+    if judged and judge is None:
         where = "task.name=alpaca" if cfg.task.name == "alpaca" else "alpaca (in eval.tasks)"
+        where = "task.metric=judge" if cfg.task.metric == "judge" else where
         raise ConfigError(
             f"{where} is scored by an LLM judge: set eval.judge_model={{name, base, adapter}} "
             "(a model that is not a player), or eval.every=0 to turn evaluation off"

@@ -21,6 +21,8 @@ from sparta_hpc.jobs.models import eval_judge_model
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.tasks import evaluation
 from sparta_hpc.tasks.evaluation import EvalRecord, EvalUnit
+from sparta_hpc.tasks.own import read_rubric
+from sparta_hpc.tasks.pool import task_template
 from sparta_hpc.tasks.prompts import build_prompt
 from sparta_hpc.tasks.schema import TaskExample
 
@@ -44,7 +46,7 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
     def engine() -> Any:
         if not cache:
             set_threads(cfg, "evaluate")
-            if evaluation.ALPACA in (cfg.task.name, *cfg.eval.tasks):
+            if evaluation.needs_judge(cfg.task, cfg.eval):
                 players[evaluation.JUDGE] = eval_judge_model(run, cfg)
             cache.append(load_engine(cfg, players))
         return cache[0]
@@ -76,21 +78,23 @@ def _evaluate_unit(
 ) -> int:
     """Answer and score one unit's examples chunk by chunk; write its record file."""
     by_id = {e.id: e for e in examples}
-    task_name = u.task or cfg.task.name
+    task = evaluation.unit_task(cfg.task, u.task)
     requests = [
         Request(
             request_id=e.id,
             model=_eval_name(u),
-            prompt=build_prompt(task_name, e),
+            prompt=build_prompt(task.name, e, task_template(task)),
             seed=stable_seed(cfg.run.seed, "evaluate", e.id),
         )
         for e in examples
     ]
     sampling = Sampling(max_new_tokens=cfg.eval.max_new_tokens, greedy=True)
+    judged = evaluation.needs_judge(cfg.task, cfg.eval)
+    rubric = read_rubric(cfg.eval.judge_rubric_file, "eval.judge_rubric_file") if judged else None
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
         completions = engine().generate(chunk, sampling)
-        scored = evaluation.score_answers(task_name, cfg.eval, engine(), chunk, completions, by_id)
+        scored = evaluation.score_answers(task, cfg.eval, engine(), chunk, completions, by_id, rubric)
         return [
             EvalRecord(
                 id=r.request_id,

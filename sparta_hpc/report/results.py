@@ -54,6 +54,8 @@ class EvalResults:
     """Answers without a score (failed Alpaca judgments), left out of the means."""
     extra_tasks: tuple[str, ...] = ()
     """``eval.tasks``: reported in extra columns, never used to choose a model."""
+    metric: str | None = None
+    """``task.metric`` of a task of your own (null: the built-in task's metric)."""
 
     @property
     def extra_keys(self) -> list[str]:
@@ -102,6 +104,7 @@ def collect(run: RunDir) -> EvalResults:
         scores=scores,
         unscored=unscored,
         extra_tasks=tuple(cfg.eval.tasks),
+        metric=cfg.task.metric,
     )
 
 
@@ -164,7 +167,7 @@ def _fmt(value: float | None) -> str:
 
 def markdown_text(res: EvalResults) -> str:
     """``results.md``: the results table, then one model x iteration table per split."""
-    metric = metric_name(res.task)
+    metric = metric_name(res.task, res.metric)
     lines = [f"# Results: {res.task}", "", f"Metric: {metric}, mean over each split's examples.", ""]
     if res.unscored:
         lines += [f"{res.unscored} answers could not be scored (failed judgments) and are left out.", ""]
@@ -195,7 +198,7 @@ def plot_rows(res: EvalResults) -> list[dict[str, Any]]:
             "iteration": label_order(label),
             "player": p,
             "split": split,
-            "metric": metric_name(res.task),
+            "metric": metric_name(res.task, res.metric),
             "value": v,
         }
         for label in res.labels

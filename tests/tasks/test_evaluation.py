@@ -152,7 +152,7 @@ def test_task_metric_scores_answers() -> None:
     cfg = load_config(None, [])
     requests, completions = answers("It is 12.", "Answer: 7", "no idea")
     examples = {f"e{i}": TaskExample(id=f"e{i}", prompt="q", answer="12") for i in range(3)}
-    scored = evaluation.score_answers(cfg.task.name, cfg.eval, None, requests, completions, examples)
+    scored = evaluation.score_answers(cfg.task, cfg.eval, None, requests, completions, examples)
     assert scored == [("12", 1.0, None), ("7", 0.0, None), (None, 0.0, None)]
     assert scored[0][1] == metrics.score("synthetic", "It is 12.", examples["e0"])
 
@@ -163,7 +163,7 @@ def test_alpaca_judge_scores_1_to_10_and_failed_judgments_are_none() -> None:
     requests, completions = answers("a", "b", "c")
     examples = {f"e{i}": TaskExample(id=f"e{i}", prompt="q") for i in range(3)}
     engine = FakeEngine(['{"score": 7}', '{"score": 0}', "great"])
-    scored = evaluation.score_answers(cfg.task.name, cfg.eval, engine, requests, completions, examples)
+    scored = evaluation.score_answers(cfg.task, cfg.eval, engine, requests, completions, examples)
     assert scored == [(None, 7.0, '{"score": 7}'), (None, None, '{"score": 0}'), (None, None, "great")]
     ending = 'in this form: {"score": N}, where N is your grade.'  # the default rubric, whatever judge.rubric
     assert all(r.model == evaluation.JUDGE and r.prompt.endswith(ending) for r in engine.asked)
@@ -171,7 +171,7 @@ def test_alpaca_judge_scores_1_to_10_and_failed_judgments_are_none() -> None:
 
     cfg = load_config(None, [*over, "eval.judge_method=logprob"])
     engine = FakeEngine([], expected=[3.25, 10.000000001, 1.0])
-    scored = evaluation.score_answers(cfg.task.name, cfg.eval, engine, requests, completions, examples)
+    scored = evaluation.score_answers(cfg.task, cfg.eval, engine, requests, completions, examples)
     assert [s for _, s, _ in scored] == [3.25, 10.0, 1.0]
     assert all(r.assistant_prefix == '{"score": ' for r in engine.asked)
 
