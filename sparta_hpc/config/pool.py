@@ -10,7 +10,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from sparta_hpc.config.load import _first_line, _parse_overrides, _read_yaml
+from sparta_hpc.config.load import _first_line, _read_yaml
+from sparta_hpc.config.overrides import apply_indexed, did_you_mean, parse_overrides
 from sparta_hpc.engines.base import TINY, base_problems
 from sparta_hpc.errors import ConfigError
 from sparta_hpc.training.sft import ExpertConfig, PoolConfig, config_problems
@@ -20,15 +21,15 @@ POOL_KEYS = tuple(f.name for f in fields(PoolConfig))
 
 def load_pool_config(path: str | Path, overrides: list[str] | None = None) -> PoolConfig:
     """The pool config of ``path`` with ``overrides``; every problem is named in one ConfigError."""
-    layers = [(str(path), _read_yaml(Path(path))), ("command line", _parse_overrides(overrides or []))]
+    cli, indexed = parse_overrides(overrides or [])
+    layers = [(str(path), _read_yaml(Path(path))), ("command line", cli)]
     merged = OmegaConf.structured(PoolConfig)
     for origin, layer in layers:
         unknown = [k for k in layer if k not in POOL_KEYS]
         if unknown:
             valid = ", ".join(POOL_KEYS)
-            raise ConfigError(
-                f"{origin}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {valid}"
-            )
+            names = ", ".join(f"{k!r}{did_you_mean(str(k), POOL_KEYS)}" for k in unknown)
+            raise ConfigError(f"{origin}: unknown key(s) {names}; valid keys: {valid}")
         for i, expert in enumerate(layer.get("experts") or []):
             extra = [k for k in expert if k not in ("name", "data")] if OmegaConf.is_dict(expert) else []
             if not OmegaConf.is_dict(expert) or extra:
@@ -37,6 +38,7 @@ def load_pool_config(path: str | Path, overrides: list[str] | None = None) -> Po
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as e:
             raise ConfigError(f"{origin}: {getattr(e, 'full_key', '')}: {_first_line(e)}") from None
+    merged = apply_indexed(merged, indexed, POOL_KEYS)
     missing = [k for k in ("base", "out") if OmegaConf.is_missing(merged, k)]
     missing += [
         f"experts[{i}].{k}" for i, e in enumerate(merged.experts) for k in ("name", "data")

@@ -73,11 +73,14 @@ def test_every_problem_is_named_before_anything_is_written(tmp_path: Path, tiny_
 
 def test_unknown_keys_and_tiny_base_are_refused(tmp_path: Path, tiny_base: Path) -> None:
     path = _pool_yaml(tmp_path, tiny_base, _datasets(tmp_path))
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'rank'; valid keys: .*lora_rank"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'rank'.*; valid keys: .*lora_rank"):
         load_pool_config(path, ["rank=4"])
     with pytest.raises(ConfigError, match="build-pool trains on a real base"):
         load_pool_config(path, ["base=tiny"])
     assert load_pool_config(path, ["lora_rank=4"]).lora_rank == 4
+    assert [e.name for e in load_pool_config(path, ["experts.1.name=plus"]).experts] == ["agree", "plus"]
+    with pytest.raises(ConfigError, match="did you mean 'lora_alpha'"):
+        load_pool_config(path, ["lora_alfa=4"])
 
 
 def test_examples_become_prompt_completion_conversations(tmp_path: Path) -> None:
