@@ -234,11 +234,15 @@ def sha256_path(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def canonical_adapter_config(folder: Path) -> None:
+def canonical_adapter_config(folder: Path, base_name: str | None = None) -> None:
     """Sort the lists of a PEFT ``adapter_config.json`` (``target_modules`` is saved from a set, in an order
-    that changes from process to process), so that the same adapter always has the same bytes and checksum."""
+    that changes from process to process), so that the same adapter always has the same bytes and checksum;
+    ``base_name``: the base as the run's records name it (relative inside the run directory), recorded as
+    ``base_model_name_or_path`` instead of the path the base was loaded from."""
     path = folder / "adapter_config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
+    if base_name is not None:
+        config["base_model_name_or_path"] = base_name
     for key, value in config.items():
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             config[key] = sorted(value)

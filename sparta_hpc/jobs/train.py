@@ -7,6 +7,7 @@ from typing import Any
 
 from sparta_hpc.files import read_json, write_json
 from sparta_hpc.jobs.common import attempt_id, has_cuda, open_run, players_at, set_threads, stable_seed
+from sparta_hpc.store.models import stored
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.training.data import data_line, drop_warning, sum_data
 
@@ -24,12 +25,13 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
 
     work = run.train_attempt(t, player, attempt_id())
     adopt_checkpoint(work, run.train_work(t, player))
-    spec = players_at(run, t)[player]
+    spec = players_at(run, t, cfg)[player]
     stats = run_dpo_job(
         cfg.train,
         base=str(spec["base"]),
         adapter_in=spec["adapter"],
         adapter_out=str(out),
+        base_name=stored(run, spec["base"]),
         pairs_path=str(
             run.player_preferences(t, player) if cfg.run.mode == "self_rewarding" else run.preferences(t)
         ),

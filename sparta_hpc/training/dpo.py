@@ -142,6 +142,7 @@ def run_dpo_job(
     work_dir: str,
     seed: int,
     use_cpu: bool = True,
+    base_name: str | None = None,
 ) -> dict[str, Any]:
     """Train one player with DPO on ``pairs_path`` and write its adapter to ``adapter_out``.
 
@@ -150,7 +151,8 @@ def run_dpo_job(
     policy kept, truncated and dropped: ``DataStats.to_dict``), ``steps``, ``loss`` (last logged),
     ``train_loss`` (mean of this run), ``resumed_from``, ``num_ranks``, ``train_seconds`` (the training loop)
     and ``seconds`` (the whole job). With several ranks, every rank calls this and gets rank 0's stats.
-    Raises ValueError when the data policy drops every pair.
+    Raises ValueError when the data policy drops every pair. ``base_name``: the base as the adapter's config
+    names it (``base_model_name_or_path``; default: the path it was loaded from).
     """
     work, out = Path(work_dir), Path(adapter_out)
     if out.exists():  # published whole (one rename) by an earlier run of this job or by another attempt
@@ -184,7 +186,7 @@ def run_dpo_job(
         with _gathered_lora(trainer.model):  # collective under ZeRO-3: every rank enters
             if trainer.is_world_process_zero():
                 (work / STATS_FILE).write_text(json.dumps(stats, indent=1))  # before the adapter (skip above)
-                _publish_adapter(trainer.model, out)
+                _publish_adapter(trainer.model, out, base_name)
         trainer.accelerator.wait_for_everyone()
         stats = json.loads((work / STATS_FILE).read_text())  # rank 0's, on every rank
         trainer.accelerator.wait_for_everyone()  # all have read it before any caller cleans work_dir up
@@ -357,13 +359,13 @@ def _gathered_lora(model: Any) -> Any:
     return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
-def _publish_adapter(model: Any, out: Path) -> None:
+def _publish_adapter(model: Any, out: Path, base_name: str | None) -> None:
     """Save only the policy's LoRA weights to a temporary sibling, check them, then rename to ``out``."""
     from safetensors.torch import load_file
 
     with staging_dir(out) as tmp:
         model.save_pretrained(tmp, selected_adapters=["default"])
-        canonical_adapter_config(tmp)
+        canonical_adapter_config(tmp, base_name)
         (tmp / "README.md").unlink(missing_ok=True)
         weights = load_file(tmp / "adapter_model.safetensors")
         if not weights or any("lora_" not in key for key in weights):
