@@ -277,12 +277,18 @@ def remove_temporaries(folder: Path) -> list[Path]:
 def staging_dir(out: Path) -> Iterator[Path]:
     """A fresh temporary sibling directory of ``out`` (mode from the umask) to write a directory into; when
     the block ends without an error it is renamed to ``out`` in one step, else removed. If another process
-    published ``out`` first (a concurrent build), its directory is kept and ours discarded."""
+    published ``out`` first (a concurrent build), its directory is kept and ours discarded. Everything in it
+    gets its mode from the umask before the rename: safetensors writes its files 0600 whatever the umask."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         tmp.chmod(DIR_MODE)
         yield tmp
+        for path in tmp.rglob("*"):
+            if not path.is_symlink():
+                path.chmod(
+                    DIR_MODE if path.is_dir() else FILE_MODE | (path.stat().st_mode & 0o111 & DIR_MODE)
+                )
         try:
             os.rename(tmp, out)
         except OSError:
