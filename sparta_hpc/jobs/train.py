@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Any
 
@@ -26,6 +27,10 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
     work = run.train_attempt(t, player, attempt_id())
     adopt_checkpoint(work, run.train_work(t, player))
     spec = players_at(run, t, cfg)[player]
+    if cfg.train.wandb:  # one W&B run per player and iteration, its files in the run directory
+        os.environ.setdefault("WANDB_DIR", str(run.root))
+        os.environ.setdefault("WANDB_PROJECT", cfg.run.name)
+        os.environ["WANDB_NAME"] = f"iter_{t:03d}-{player}"
     stats = run_dpo_job(
         cfg.train,
         base=str(spec["base"]),
@@ -39,6 +44,10 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
         seed=stable_seed(cfg.run.seed, t, "train", player),
         use_cpu=not has_cuda(),
     )
+    if cfg.train.wandb:
+        import wandb
+
+        wandb.finish()  # the next player trained in this process starts its own run
     write_json(run.train_stats(t, player), stats)
     shutil.rmtree(work, ignore_errors=True)  # other attempts' folders: removed by the launcher (train stage)
     return stats
