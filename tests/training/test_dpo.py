@@ -87,7 +87,9 @@ def test_adapter_changes_and_loads(
     run, stats = trained
     assert stats["num_pairs"] == 8 and stats["steps"] == 8 and stats["resumed_from"] is None
     assert stats["loss"] is not None
-    assert [e["step"] for e in stats["log"]] == list(range(1, 9)) and stats["log"][-1]["loss"] == stats["loss"]
+    assert [e["step"] for e in stats["log"]] == list(range(1, 9)) and stats["log"][-1]["loss"] == stats[
+        "loss"
+    ]
     assert all(isinstance(e["rewards/margins"], float) for e in stats["log"])  # TRL's per-step metrics kept
     adapter = run / "adapter"
     assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
