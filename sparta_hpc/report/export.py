@@ -1,12 +1,13 @@
 """``sparta-hpc export``: each player's adapter of one iteration as a standard PEFT folder with a model card,
 optionally merged into its base (full safetensors weights), for use outside sparta-hpc.
 
-``OUT/<player>/`` holds ``adapter_config.json`` + ``adapter_model.safetensors`` (``PeftModel.from_pretrained``),
-the base's tokenizer, ``README.md`` (the model card: ratings, evaluation, the iteration and why it was chosen,
-the config) and ``sparta.json`` (the same facts for programs); with ``--merge`` also ``merged/`` (the base with
-the adapter merged in, ``AutoModelForCausalLM.from_pretrained``). A base that the run built itself (the tiny
-demo base) is copied to ``OUT/base`` once, so the export stands on its own; the adapters' configs name it
-there. Reads the run only: a moved or copied run directory exports the same.
+``OUT/<player>/`` holds ``adapter_config.json`` and ``adapter_model.safetensors`` (load them with
+``PeftModel.from_pretrained``), the base's tokenizer, ``README.md`` (the model card: ratings, evaluation, the
+iteration and why it was chosen, the config) and ``sparta.json`` (the same facts for programs); with
+``--merge`` also ``merged/`` (the base with the adapter merged in: ``AutoModelForCausalLM.from_pretrained``).
+A base that the run built itself (the tiny demo base) is copied to ``OUT/base`` once, so the export stands
+on its own; the adapters' configs name it there. Reads the run only: a moved or copied run directory
+exports the same.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def export(run: RunDir, out: Path, iteration: str = "best", *, merge: bool = Fal
         with staging_dir(out / player) as tmp:
             _write_player(tmp, spec, base_name, merge)
             atomic_write_text(tmp / "sparta.json", dump_json(info))
-            atomic_write_text(tmp / "README.md", model_card(info, run.config_file.read_text(encoding="utf-8")))
+            atomic_write_text(
+                tmp / "README.md", model_card(info, run.config_file.read_text(encoding="utf-8"))
+            )
         written[player] = {**info, "path": str(out / player)}
     return written
 
@@ -139,7 +142,7 @@ def _write_player(folder: Path, spec: dict[str, str | None], base_name: str, mer
 
 
 def _merge(base: str, adapter: str | None, out: Path) -> None:
-    """The base with the adapter's weights merged in, as safetensors (the bare base for a base-only player)."""
+    """The base with the adapter merged in, as safetensors (the base alone for a base-only player)."""
     from transformers import AutoModelForCausalLM
 
     model: Any = AutoModelForCausalLM.from_pretrained(base, dtype="auto", use_safetensors=True)
@@ -189,7 +192,8 @@ def model_card(info: dict[str, Any], config_yaml: str) -> str:
     """``README.md`` of an exported player: Hugging Face front matter, then the facts and the config."""
     label = info["label"]
     rows = [
-        f"| {f'**{name}** (exported)' if name == label else name} | {_fmt(s.get('val'))} | {_fmt(s.get('test'))} |"
+        f"| {f'**{name}** (exported)' if name == label else name} | {_fmt(s.get('val'))} "
+        f"| {_fmt(s.get('test'))} |"
         for name, s in info["evaluation"].items()
     ]
     lines = [

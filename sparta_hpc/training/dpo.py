@@ -369,7 +369,7 @@ def _gathered_lora(model: Any) -> Any:
     return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
-def _publish_adapter(model: Any, out: Path, base_name: str | None) -> None:
+def _publish_adapter(model: Any, out: Path, base_name: str | None = None) -> None:
     """Save only the policy's LoRA weights to a temporary sibling, check them, then rename to ``out``."""
     from safetensors.torch import load_file
 
