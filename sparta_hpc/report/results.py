@@ -97,7 +97,8 @@ def collect(run: RunDir) -> EvalResults:
     for t in sorted(int(k) for k in state.stages):
         if not state.is_done(t, "evaluate"):
             continue
-        for label, models in evaluated_models(run, t, keep).items():
+        evaluated = evaluated_models(run, t, keep) if run.eval_models(t).exists() else {}  # none: not due
+        for label, models in evaluated.items():
             adapters[label] = {p: stored(run, spec["adapter"]) for p, spec in models.items()}
         for u in plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations):
             path = run.eval_records(t, u.label, u.player, u.split, u.shard, u.task)

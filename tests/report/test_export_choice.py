@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sparta_hpc.report.export import ExportError, choose
@@ -49,3 +51,22 @@ def test_best_without_val_scores_says_what_to_use() -> None:
     res = EvalResults(task="gsm8k", players=("a",), scores={"initial": {"a": {"val": 0.5}}})
     with pytest.raises(ExportError, match="a has no val score.*--iteration last"):
         choose(state(1), res, "best")
+
+
+def test_results_of_a_run_without_a_due_evaluation_name_no_adapter(tmp_path: Path) -> None:
+    """An evaluate stage that was not due wrote no models.json: results (and so export) still read the run."""
+    from sparta_hpc.config import DEFAULT_CONFIG, load_config, to_yaml
+    from sparta_hpc.report import results
+    from sparta_hpc.store.rundir import RunDir
+    from sparta_hpc.store.state import save_state
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.config_file.write_text(to_yaml(load_config(DEFAULT_CONFIG, ["eval.every=0"])))
+    done = RunState(config_hash="x", iterations_total=1, iteration=1)
+    done.mark_done(0, "evaluate", {}, {"evaluated": False})
+    save_state(run, done)
+    res = results.collect(run)
+    assert (res.scores, res.adapters) == ({}, {})
+    with pytest.raises(ExportError, match="tiny-a has no val score"):
+        choose(done, res, "best")
