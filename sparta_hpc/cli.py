@@ -1,5 +1,5 @@
-"""``sparta-hpc`` commands: run, status, cancel, report, compare, rate, simulate, plan, prepare-data,
-build-pool.
+"""``sparta-hpc`` commands: run, status, cancel, report, export, compare, rate, simulate, plan,
+prepare-data, build-pool.
 
 Nothing heavy is imported to build the parser."""
 
@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="results table, leaderboard, plots and an HTML report of a run")
     report.add_argument("run_dir")
     report.add_argument("--out", help="output folder (default: RUN_DIR/report)")
+    from sparta_hpc.report import export
+
+    export.add_arguments(
+        sub.add_parser("export", help="each player's adapter in Hugging Face format with a model card")
+    )
     compare = sub.add_parser("compare", help="one table and plot over several finished runs")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
     compare.add_argument("--out", default="compare", help="output folder (default: ./compare)")
@@ -109,6 +114,10 @@ def _dispatch(argv: list[str] | None) -> int:
             from sparta_hpc.report import build as report
 
             code = report.main(args)
+        elif args.command == "export":
+            from sparta_hpc.report import export
+
+            code = export.main(args)
         elif args.command == "compare":
             from sparta_hpc.report import compare
 

@@ -27,7 +27,14 @@ from sparta_hpc.tasks.own import read_rubric, task_file_keys
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "debug.yaml"
 
-RESULT_NEUTRAL_PREFIXES = ("cluster.", "run.iterations", "run.name", "run.tensorboard", "eval.units_per_task")
+RESULT_NEUTRAL_PREFIXES = (
+    "cluster.",
+    "run.iterations",
+    "run.name",
+    "run.tensorboard",
+    "eval.units_per_task",
+    "train.wandb",
+)
 """Keys that never change what a run computes: they may differ when a run is resumed."""
 
 

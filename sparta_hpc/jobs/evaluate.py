@@ -7,7 +7,6 @@ from typing import Any
 
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
-from sparta_hpc.files import read_json
 from sparta_hpc.jobs.common import (
     load_engine,
     open_run,
@@ -18,6 +17,7 @@ from sparta_hpc.jobs.common import (
     stable_seed,
 )
 from sparta_hpc.jobs.models import eval_judge_model
+from sparta_hpc.store.models import evaluated_models, user_paths
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.tasks import evaluation
 from sparta_hpc.tasks.evaluation import EvalRecord, EvalUnit
@@ -39,7 +39,7 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
     todo = [u for u in mine if not run.eval_records(t, u.label, u.player, u.split, u.shard, u.task).exists()]
     if not todo:
         return -1
-    models = read_json(run.eval_models(t))
+    models = evaluated_models(run, t, user_paths([*cfg.models, cfg.eval.judge_model]))
     players = {_eval_name(u): models[u.label][u.player] for u in todo}
     cache: list[Any] = []
 

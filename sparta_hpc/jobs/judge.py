@@ -83,7 +83,7 @@ def judge_shard(run_root: str, t: int, shard: int) -> int:
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
         if not engine:
             set_threads(cfg, "judge")
-            engine.append(load_engine(cfg, players_at(run, t)))
+            engine.append(load_engine(cfg, players_at(run, t, cfg)))
         if j.method == "logprob":
             return [
                 {"request_id": r.request_id, "score": e.score, "raw": ""}

@@ -253,6 +253,11 @@ def test_tables_text() -> None:
     res = hand_made_results()
     csv = results.csv_text(results.selection_rows(res)).splitlines()
     assert csv[0] == "kind,iteration,player,val,test" and csv[-1] == "sparta,iter_0,b,0.75,0.25"
+    adapters = {"iter_0": {"a": "iter_000/train/a/adapter", "b": "iter_000/train/b/adapter"}}
+    named = results.csv_text(results.selection_rows(res), (), adapters).splitlines()
+    assert named[0] == "kind,iteration,player,val,test,adapter"
+    assert named[-1] == "sparta,iter_0,b,0.75,0.25,iter_000/train/b/adapter"  # the chosen model's path
+    assert named[1].startswith("initial,initial,a,") and named[1].endswith(",")  # not in adapters: empty
     by_model = results.models_csv_text(res).splitlines()
     assert by_model[:3] == ["iteration,player,split,score", "initial,a,val,0.5", "initial,a,test,0.5"]
     assert len(by_model) == 1 + 12
@@ -314,7 +319,7 @@ def test_tiny_run_records_and_state_summary(tiny_run: Path) -> None:
     outputs = state["stages"]["1"]["evaluate"]["outputs"]
     assert "iter_001/evaluate/models.json" in outputs and len(outputs) == 1 + 8
     models = read_json(tiny_run / "iter_001/evaluate/models.json")
-    assert models["iter_1"]["tiny-b"]["adapter"] == str(tiny_run / "iter_001/train/tiny-b/adapter")
+    assert models["iter_1"]["tiny-b"]["adapter"] == "iter_001/train/tiny-b/adapter"  # relative: relocatable
 
 
 @pytest.mark.slow
