@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable
 
-from sparta_hpc.cluster.sacct import JobStatus, array_id
+from sparta_hpc.cluster.sacct import JobStatus, Sacct, array_id
 
 FORMAT = "JobArrayID:|,State:|,RestartCnt:|"
 """``812_3|RUNNING|1|``: one line per job or array task (``-r`` splits pending array ranges)."""
@@ -49,3 +49,11 @@ def squeue_statuses(
         return statuses
     arrays = {array_id(j) for j in job_ids}
     return {j: s for j, s in statuses.items() if array_id(j) in arrays}
+
+
+def job_statuses(job_ids: Iterable[str], sacct: Sacct | None = None) -> dict[str, JobStatus] | None:
+    """sacct's statuses of the jobs, or squeue's when sacct fails; None when both fail. A job absent from
+    the answer is not queued or running (squeue) or not known yet (sacct)."""
+    ids = list(job_ids)
+    statuses = (sacct or Sacct()).query(ids)
+    return statuses if statuses is not None else squeue_statuses(ids)

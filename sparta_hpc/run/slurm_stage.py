@@ -246,6 +246,8 @@ class SlurmStage:
                     seen.unknown_since = None
                 if status is not None:
                     self._note(unit, job_id, status, seen)
+                if status is not None and status.live:
+                    self.fresh.discard(unit)  # seen alive since the restart: its retries count on
             evidence = self._evidence(unit, job_id, status)
             if evidence is None:
                 seen.lost_polls = 0

@@ -551,3 +551,13 @@ def test_other_refusal_stops_at_once_with_slurms_reason(make: Callable[..., Worl
         "generate: Slurm refused to queue 3 job(s): "
         "Batch job submission failed: Invalid partition name specified"
     )
+
+
+def test_a_reattached_job_seen_alive_then_lost_keeps_counting_its_attempts(
+    make: Callable[..., World],
+) -> None:
+    book = {"a": {"job_id": "90", "attempts": 3}}  # max_retries 2: this was the last attempt
+    w = make([Poll({"90": "RUNNING"})] + [Poll({"90": "NODE_FAIL"})] * 2, book=book)
+    with pytest.raises(StageFailed, match="gave up on unit a after 3 attempt"):
+        w.stage(["a"])
+    assert w.sbatch.submitted == []
