@@ -101,7 +101,11 @@ class LauncherLock:
 
     def _temporary(self) -> Path:
         tmp = self.path.with_name(f".{self.path.name}.{self.token}.tmp")
-        tmp.write_text(json.dumps(self._record()) + "\n", encoding="utf-8")
+        try:
+            tmp.write_text(json.dumps(self._record()) + "\n", encoding="utf-8")
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+            raise
         return tmp
 
     def _create(self) -> bool:
@@ -191,6 +195,7 @@ class LauncherLock:
     # ------------------------------------------------------------ holding it
 
     def _heartbeat(self) -> None:
+        failed = ""
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self._beat_once()
@@ -201,7 +206,11 @@ class LauncherLock:
                 print(f"sparta-hpc: {e}; this launcher stops now", file=sys.stderr, flush=True)
                 os._exit(LOCK_LOST_EXIT)
             except OSError as e:  # a file system hiccup: the next beat tries again; check() fences
-                print(f"sparta-hpc: heartbeat of {self.path} failed: {e}", file=sys.stderr, flush=True)
+                if str(e) != failed:
+                    print(f"sparta-hpc: heartbeat of {self.path} failed: {e}", file=sys.stderr, flush=True)
+                failed = str(e)
+            else:
+                failed = ""
 
     def _beat_once(self) -> None:
         self.check()
@@ -210,7 +219,12 @@ class LauncherLock:
             holder = _show(record) if record else "nobody"
             raise LockLost(f"the lock {self.path} was taken over (it now names {holder})")
         self.beat += 1
-        os.replace(self._temporary(), self.path)
+        tmp = self._temporary()
+        try:
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         self.last_beat = time.monotonic()
 
     def check(self) -> None:
