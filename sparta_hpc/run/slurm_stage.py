@@ -236,6 +236,7 @@ class SlurmStage:
                 f"{self.where} sacct and squeue failed; asking again in {self.cluster.poll_interval_s:g}s"
             )
         split_arrays = {array_id(j) for j in statuses or {} if "_" in j}
+        finished = executor.finished_job_ids(self.folder, list(self.watch.values()))
         self.counts = Counter()
         for unit, job_id in list(self.watch.items()):
             seen = self.seen.setdefault(job_id, _Seen(runs=self.book[unit].get("runs", 1)))
@@ -248,12 +249,12 @@ class SlurmStage:
                     self._note(unit, job_id, status, seen)
                 if status is not None and status.live:
                     self.fresh.discard(unit)  # seen alive since the restart: its retries count on
-            evidence = self._evidence(unit, job_id, status)
+            evidence = self._evidence(unit, job_id, status, job_id in finished)
             if evidence is None:
                 seen.lost_polls = 0
                 continue
             seen.lost_polls += 1
-            if seen.lost_polls >= CONFIRM_POLLS and self._evidence(unit, job_id, status) is not None:
+            if seen.lost_polls >= CONFIRM_POLLS and self._evidence(unit, job_id, status, True) is not None:
                 del self.watch[unit]
                 self._lost(unit, job_id, WHY.get(evidence, evidence.lower()))
         line = progress.job_counts_line(self.jobs.stage, self.counts)
@@ -261,8 +262,13 @@ class SlurmStage:
             self.runner.log(f"[iter {self.jobs.t}] {line}")
             self.last_counts = line
 
-    def _evidence(self, unit: str, job_id: str, status: JobStatus | None) -> str | None:
-        """What says the unit is lost now (a key of ``WHY``), or None: a result, a live job, no answer."""
+    def _evidence(self, unit: str, job_id: str, status: JobStatus | None, listed: bool) -> str | None:
+        """What says the unit is lost now (a key of ``WHY``), or None: a result, a live job, no answer.
+        The result file is opened only when the folder lists it or Slurm says the job ended (``listed``: in
+        this poll's one directory listing), not once per task and poll."""
+        ended = status is not None and not status.live
+        if not listed and not ended:
+            return None
         outcome = executor.job_outcome(self.folder, job_id)
         if outcome is not None:
             if self._take(unit, job_id, outcome):
