@@ -20,6 +20,8 @@ from sparta_hpc.training.dpo import TrainConfig
 
 MODES = ("sparta", "self_rewarding")
 """The values of ``run.mode``."""
+STAGE_LAYOUTS = ("auto", "separate", "combat")
+"""The values of ``run.stage_layout``."""
 
 
 @dataclass
@@ -38,6 +40,13 @@ class RunConfig:
     """``sparta``: the SPARTA loop; ``self_rewarding``: the baseline where each player judges its own answers
     and trains on its own best vs worst one (section ``selfreward``; no matches, ratings stay initial)."""
 
+    stage_layout: str = "auto"
+    """How generation and judging run: ``separate``: a generate array job, then a judge array job (each
+    loads its models); ``combat``: one task per generate shard generates both answers of its matches and has
+    the other players judge them with the engine it already loaded (every player must share one base);
+    ``auto``: ``combat`` when every player has the same base, else ``separate``. The records are identical;
+    under ``combat`` judging is split into ``generate.num_shards`` shards (``judge.num_shards`` is unused)."""
+
     tensorboard: bool = False
     """Write ratings, judge parse rates, DPO losses and eval metrics to ``RUN_DIR/tensorboard`` (needs the
     ``tensorboard`` package; never uses the network)."""
@@ -50,6 +59,11 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise ConfigError(
                 f"run.profile={self.profile!r} is not valid; allowed values: {', '.join(PROFILES)}"
+            )
+        if self.stage_layout not in STAGE_LAYOUTS:
+            raise ConfigError(
+                f"run.stage_layout={self.stage_layout!r} is not valid; "
+                f"allowed values: {', '.join(STAGE_LAYOUTS)}"
             )
 
 
@@ -159,10 +173,28 @@ class SpartaConfig:
             raise ConfigError(f"plan.k={self.plan.k} but only {len(names) - 1} opponents exist; lower plan.k")
         _check_eval(self)
         _check_train_ranks(self)
+        bases = sorted({m.base for m in self.models})
+        if self.run.stage_layout == "combat" and len(bases) > 1:
+            raise ConfigError(
+                f"run.stage_layout=combat needs every player on one base, but models use {len(bases)}: "
+                f"{', '.join(bases)}; use run.stage_layout=separate (or auto)"
+            )
 
     @property
     def player_names(self) -> list[str]:
         return [m.name for m in self.models]
+
+    @property
+    def combat(self) -> bool:
+        """Whether generation and judging run as one combat task per shard (``run.stage_layout``)."""
+        one_base = len({m.base for m in self.models}) == 1
+        return self.run.stage_layout == "combat" or (self.run.stage_layout == "auto" and one_base)
+
+    @property
+    def judge_shards(self) -> int:
+        """Judge shards per iteration: ``generate.num_shards`` under the combat layout, else
+        ``judge.num_shards``."""
+        return self.generate.num_shards if self.combat else self.judge.num_shards
 
 
 def _check_train_ranks(cfg: SpartaConfig) -> None:

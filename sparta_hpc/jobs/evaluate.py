@@ -9,6 +9,7 @@ from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.files import read_json
 from sparta_hpc.jobs.common import (
+    engine_chunk,
     load_engine,
     open_run,
     publish_records,
@@ -109,5 +110,5 @@ def _evaluate_unit(
 
     key = (t, u.label, u.player, u.split, u.shard, u.task)
     out, parts = run.eval_records(*key), run.eval_parts(*key)
-    records = run_chunks(parts, out, requests, cfg.eval.chunk_size, compute)
+    records = run_chunks(parts, out, requests, engine_chunk(cfg, cfg.eval.chunk_size), compute)
     return 0 if records is None else max(0, publish_records(out, parts, records))

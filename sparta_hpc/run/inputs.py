@@ -18,7 +18,7 @@ def judged_matches(t: int, cfg: SpartaConfig, run: RunDir) -> list[JudgedMatch]:
     matches = parse_records(run.matches(t), Match.from_dict)
     responses = read_generations(run, t, cfg.generate.num_shards)
     scores: dict[str, dict[str, Any]] = {m.match_id: {} for m in matches}
-    for shard in range(cfg.judge.num_shards):
+    for shard in range(cfg.judge_shards):
         for j in parse_records(run.shard(t, "judge", shard), Judgment.from_dict):
             scores[j.match_id][j.judge] = j.scores
     return [

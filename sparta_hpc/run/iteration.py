@@ -93,9 +93,10 @@ def run_iteration(t: int, cfg: SpartaConfig, run: RunDir, state: RunState, log: 
     ex = Runner(cfg, run, state, log)
     # plan: sample prompts and pair players (pure, seeded by run.seed and t)
     _stage(t, "plan", state, run, log, lambda: plan(t, cfg, run, ex))
-    # generate: both players of every match answer its prompt (array job over match shards)
+    # generate: both players of every match answer its prompt (array job over match shards); under
+    # run.stage_layout=combat each task also judges its shard with the engine it loaded
     _stage(t, "generate", state, run, log, lambda: generate(t, cfg, run, ex))
-    # judge: every other player scores both answers (array job over match shards)
+    # judge: every other player scores both answers (array job over match shards; combat: done already)
     _stage(t, "judge", state, run, log, lambda: judge(t, cfg, run, ex))
     # rate: sequential reputation update and preference pairs (pure, in this process)
     _stage(t, "rate", state, run, log, lambda: rate(t, cfg, run))
@@ -158,21 +159,40 @@ def plan(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
 
 
 def generate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
-    results = ex.run(_shard_jobs(t, "generate", cfg.generate.num_shards, jobs.generate_shard, run))
+    """``run.stage_layout=combat``: one combat task per shard generates and judges its matches with one
+    engine (the judge stage then finds its shards written); ``separate``: generate tasks only."""
+    combat = cfg.combat
+    fn = jobs.combat_shard if combat else jobs.generate_shard
+    done_in = ("generate", "judge") if combat else ("generate",)
+    results = ex.run(_shard_jobs(t, "generate", cfg.generate.num_shards, fn, run, done_in))
     shards = range(cfg.generate.num_shards)
-    return [run.shard(t, "generate", s) for s in shards], {"shards": len(shards), "new": _new(results)}
+    info = {"shards": len(shards), "new": _new(results), "layout": "combat" if combat else "separate"}
+    return [run.shard(t, "generate", s) for s in shards], info
 
 
 def judge(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
-    results = ex.run(_shard_jobs(t, "judge", cfg.judge.num_shards, jobs.judge_shard, run))
-    shards = range(cfg.judge.num_shards)
+    """Judge tasks for the shards not judged yet: all of them under ``run.stage_layout=separate``; under
+    ``combat`` none, unless a judge shard was lost after the generate stage (then a judge task redoes it)."""
+    results = ex.run(_shard_jobs(t, "judge", cfg.judge_shards, jobs.judge_shard, run))
+    shards = range(cfg.judge_shards)
     return [run.shard(t, "judge", s) for s in shards], {"shards": len(shards), "new": _new(results)}
 
 
-def _shard_jobs(t: int, stage: str, num_shards: int, fn: Callable[..., int], run: RunDir) -> StageJobs:
-    """One unit per shard; a shard is done when its record file exists."""
+def _shard_jobs(
+    t: int,
+    stage: str,
+    num_shards: int,
+    fn: Callable[..., int],
+    run: RunDir,
+    done_in: tuple[str, ...] | None = None,
+) -> StageJobs:
+    """One unit per shard; a shard is done when its record files exist (in the stages ``done_in``, by default
+    ``stage`` alone)."""
     units = {str(s): (str(run.root), t, s) for s in range(num_shards)}
-    return StageJobs(t, stage, fn, units, is_done=lambda unit: run.shard(t, stage, int(unit)).exists())
+    where = done_in or (stage,)
+    return StageJobs(
+        t, stage, fn, units, is_done=lambda unit: all(run.shard(t, s, int(unit)).exists() for s in where)
+    )
 
 
 def _new(results: dict[str, Any]) -> int:
