@@ -1,0 +1,57 @@
+"""The combat layout (``run.stage_layout=combat``): one task per shard generates and judges with one engine.
+
+Its records must be byte-identical to the separate layout's (the MINI reference runs ``separate``), and a
+launcher killed while a combat task judges must resume after the last saved judge chunk, without generating
+again. On Slurm: ``test_slurm_pipeline.py::test_combat_layout_equals_separate_without_judge_jobs``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.run import faults
+
+pytestmark = pytest.mark.slow
+COMBAT = "run.stage_layout=combat"
+
+
+def _judging(run_dir: Path, chunks: int) -> bool:
+    """Iteration 0's combat task has published its generations and saved exactly ``chunks`` judge chunks."""
+    it = run_dir / "iter_000"
+    parts = it / "judge" / "shard_00000.parts"
+    saved = sorted(p.name for p in parts.glob("chunk_*.jsonl")) if parts.is_dir() else []
+    return (
+        faults.inside(run_dir, 0, "generate")
+        and (it / "generate" / "shard_00000.jsonl").exists()
+        and not (it / "judge" / "shard_00000.jsonl").exists()
+        and saved == [f"chunk_{i:05d}.jsonl" for i in range(chunks)]
+    )
+
+
+def test_combat_killed_while_judging_resumes_with_the_separate_records(
+    mini_reference: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    log = tmp_path / "killed.log"
+    with open(log, "w") as out:
+        proc = faults.launch(run_dir, COMBAT, pause_in=run_dir / "iter_000" / "judge", stdout=out)
+        faults.kill_when(proc, lambda: _judging(run_dir, 1), log)
+    generations = run_dir / "iter_000/generate/shard_00000.jsonl"
+    generated_at = generations.stat().st_mtime_ns
+    assert not (run_dir / "iter_000/judge/shard_00000.jsonl").exists()
+
+    start = time.monotonic()
+    code, out = faults.rerun(run_dir, COMBAT)
+    assert code == 0, out[-3000:]
+    total = 8 * 2 * 2 // faults.JUDGE_CHUNK  # 8 matches x 2 judges x 2 sides, in chunks of JUDGE_CHUNK
+    assert f"judge/shard_00000.parts: resuming after 1/{total} saved chunks" in out, out[-3000:]
+    assert generations.stat().st_mtime_ns == generated_at, "the combat task generated again"
+    assert "layout combat" in out
+    divergence = faults.compare(run_dir, mini_reference)
+    assert not divergence, str(divergence)
+    # the judge stage ran no task of its own: its shard came from the combat task
+    assert faults.state(run_dir)["stages"]["0"]["judge"]["info"]["new"] == 0
+    print(f"\ncombat resume after a kill while judging: {time.monotonic() - start:.1f}s")
