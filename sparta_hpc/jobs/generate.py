@@ -81,7 +81,7 @@ def generate_records(run: RunDir, cfg: SpartaConfig, t: int, shard: int, engine:
 
 
 def read_generations(run: RunDir, t: int, num_shards: int) -> dict[tuple[str, str], str]:
-    out = {}
+    out: dict[tuple[str, str], str] = {}
     for shard in range(num_shards):
         out |= shard_generations(run, t, shard)
     return out

@@ -92,7 +92,7 @@ def collect(run: RunDir) -> EvalResults:
     for t in sorted(int(k) for k in state.stages):
         if not state.is_done(t, "evaluate"):
             continue
-        for u in plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations):
+        for u in plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations, cfg.eval_folded):
             path = run.eval_records(t, u.label, u.player, u.split, u.shard, u.task)
             records += parse_records(path, EvalRecord.from_dict)
     scores, unscored = summarize(records)

@@ -66,8 +66,8 @@ def players_after(t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
     }
 
 
-def eval_players(label: str, t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
-    """Each player's base and adapter as evaluated under ``label``: the initial ones, or those after t."""
-    if label == evaluation.INITIAL:
-        return read_json(run.players(0))
-    return players_after(t, run)
+def eval_players(label: str, run: RunDir) -> dict[str, dict[str, str | None]]:
+    """Each player's base and adapter as evaluated under ``label``: the initial ones, or those after the
+    label's iteration."""
+    t = evaluation.label_iteration(label)
+    return read_json(run.players(0)) if t is None else players_after(t, run)

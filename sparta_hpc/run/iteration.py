@@ -25,6 +25,7 @@ from sparta_hpc.files import (
     write_json,
     write_jsonl,
 )
+from sparta_hpc.jobs.combat import combat_done, combat_eval_units
 from sparta_hpc.jobs.train import pair_counts
 from sparta_hpc.method import matchmaking, ratings
 from sparta_hpc.run import scalars, selfreward
@@ -162,10 +163,13 @@ def generate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
     """``run.stage_layout=combat``: one combat task per shard generates and judges its matches with one
     engine (the judge stage then finds its shards written); ``separate``: generate tasks only."""
     combat = cfg.combat
-    fn = jobs.combat_shard if combat else jobs.generate_shard
-    done_in = ("generate", "judge") if combat else ("generate",)
-    results = ex.run(_shard_jobs(t, "generate", cfg.generate.num_shards, fn, run, done_in))
     shards = range(cfg.generate.num_shards)
+    if combat:
+        units = {str(s): (str(run.root), t, s) for s in shards}
+        done = lambda unit: combat_done(run, t, int(unit), combat_eval_units(cfg, t, int(unit)))  # noqa: E731
+        results = ex.run(StageJobs(t, "generate", jobs.combat_shard, units, is_done=done))
+    else:
+        results = ex.run(_shard_jobs(t, "generate", cfg.generate.num_shards, jobs.generate_shard, run))
     info = {"shards": len(shards), "new": _new(results), "layout": "combat" if combat else "separate"}
     return [run.shard(t, "generate", s) for s in shards], info
 
@@ -178,21 +182,10 @@ def judge(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
     return [run.shard(t, "judge", s) for s in shards], {"shards": len(shards), "new": _new(results)}
 
 
-def _shard_jobs(
-    t: int,
-    stage: str,
-    num_shards: int,
-    fn: Callable[..., int],
-    run: RunDir,
-    done_in: tuple[str, ...] | None = None,
-) -> StageJobs:
-    """One unit per shard; a shard is done when its record files exist (in the stages ``done_in``, by default
-    ``stage`` alone)."""
+def _shard_jobs(t: int, stage: str, num_shards: int, fn: Callable[..., int], run: RunDir) -> StageJobs:
+    """One unit per shard; a shard is done when its record file exists."""
     units = {str(s): (str(run.root), t, s) for s in range(num_shards)}
-    where = done_in or (stage,)
-    return StageJobs(
-        t, stage, fn, units, is_done=lambda unit: all(run.shard(t, s, int(unit)).exists() for s in where)
-    )
+    return StageJobs(t, stage, fn, units, is_done=lambda unit: run.shard(t, stage, int(unit)).exists())
 
 
 def _new(results: dict[str, Any]) -> int:
@@ -237,11 +230,13 @@ def train(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
 
 
 def evaluate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
-    labels = evaluation.labels(t, cfg.eval.every, cfg.run.iterations)
+    """Evaluation units not written yet, in packed tasks; under the combat layout the combat tasks wrote those
+    of the models they loaded (``evaluation.carried``), and only the last iteration's models are left."""
+    labels = evaluation.labels(t, cfg.eval.every, cfg.run.iterations, cfg.eval_folded)
     if not labels:
         return [], {"evaluated": False}
-    write_json(run.eval_models(t), {label: eval_players(label, t, run) for label in labels})
-    units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations)
+    write_json(run.eval_models(t), {label: eval_players(label, run) for label in labels})
+    units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations, cfg.eval_folded)
     tasks = evaluation.task_units(units, cfg.eval.units_per_task)
     num_tasks = len(tasks)
 
