@@ -3,7 +3,8 @@
 Its records must be byte-identical to the separate layout's (the MINI reference runs ``separate``), and a
 launcher killed while a combat task judges must resume after the last saved judge chunk, without generating
 again. Evaluation rides on the combat tasks: the records of the models after iteration t lie in
-``iter_<t+1>/evaluate/`` instead of ``iter_<t>/evaluate/``, with the same content. On Slurm: ``test_slurm_pipeline.py::test_combat_layout_equals_separate_without_judge_jobs``.
+``iter_<t+1>/evaluate/`` instead of ``iter_<t>/evaluate/``, with the same content. On Slurm:
+``test_slurm_pipeline.py::test_combat_layout_equals_separate_without_judge_jobs``.
 """
 
 from __future__ import annotations
