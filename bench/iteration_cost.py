@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -44,7 +45,9 @@ COMPARED = (
     "iter_*/rate/*.json*",
     "iter_*/evaluate/*/*/*.jsonl",
 )
-"""Records both layouts must write byte for byte (ratings and preference pairs are ``rate/*``)."""
+"""Records both layouts must write byte for byte (ratings and preference pairs are ``rate/*``). Evaluation
+records are keyed by unit (``evaluate/<label>/<player>/<split>``): the combat layout writes those of the
+models after iteration t in iteration t + 1's folder."""
 
 
 def run_demo(run_dir: Path, layout: str, overrides: list[str]) -> float:
@@ -91,7 +94,10 @@ def per_iteration(run_dir: Path) -> dict[int, dict[str, Any]]:
 
 def records(run_dir: Path) -> dict[str, bytes]:
     files = {p for g in COMPARED for p in run_dir.glob(g) if p.is_file() and not p.name.startswith(".")}
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(files)}
+    return {
+        re.sub(r"^iter_\d+/evaluate/", "evaluate/", str(p.relative_to(run_dir))): p.read_bytes()
+        for p in files
+    }
 
 
 def report(runs: dict[str, Path], seconds: dict[str, float]) -> bool:
