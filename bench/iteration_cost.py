@@ -68,19 +68,24 @@ def epoch(text: str) -> float:
 
 
 def per_iteration(run_dir: Path) -> dict[int, dict[str, Any]]:
-    """``{t: {seconds, jobs, loads, stages}}`` from the run's events."""
+    """``{t: {seconds, train, jobs, loads, stages}}`` from the run's events (``train``: the train stage's
+    seconds, the same work in both layouts)."""
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    rows: dict[int, dict[str, Any]] = defaultdict(lambda: {"jobs": 0, "loads": 0, "stages": []})
+    rows: dict[int, dict[str, Any]] = defaultdict(lambda: {"jobs": 0, "loads": 0, "stages": [], "train": 0.0})
     first: dict[int, float] = {}
     last: dict[int, float] = {}
+    started: dict[tuple[int, str], float] = {}
     for e in events:
         t = e.get("iteration")
         if t is None:
             continue
         if e["kind"] == "stage_start":
             first.setdefault(t, epoch(e["time"]))
+            started[t, e["stage"]] = epoch(e["time"])
         elif e["kind"] == "stage_end":
             last[t] = epoch(e["time"])
+            if e["stage"] == "train":
+                rows[t]["train"] = last[t] - started[t, "train"]
         elif e["kind"] == "submitted":
             row = rows[t]
             row["jobs"] += e["num_tasks"]
@@ -103,21 +108,35 @@ def records(run_dir: Path) -> dict[str, bytes]:
 def report(runs: dict[str, Path], seconds: dict[str, float]) -> bool:
     """Print the table and the ratios; True when both layouts wrote the same records."""
     rows = {layout: per_iteration(run_dir) for layout, run_dir in runs.items()}
-    print(f"{'iter':>4}  {'layout':<9} {'wall (s)':>8} {'loads':>5} {'jobs':>4}  tasks submitted per stage")
+    for layout in LAYOUTS:
+        for r in rows[layout].values():
+            r["other"] = r["seconds"] - r["train"]
+    print(
+        f"{'iter':>4}  {'layout':<9} {'wall (s)':>8} {'train':>6} {'other':>6} {'loads':>5} {'jobs':>4}  "
+        "tasks"
+    )
     for t in rows["separate"]:
         for layout in LAYOUTS:
             r = rows[layout][t]
             tasks = " ".join(r["stages"])
-            print(f"{t:>4}  {layout:<9} {r['seconds']:>8.1f} {r['loads']:>5} {r['jobs']:>4}  {tasks}")
+            print(
+                f"{t:>4}  {layout:<9} {r['seconds']:>8.1f} {r['train']:>6.1f} {r['other']:>6.1f} "
+                f"{r['loads']:>5} {r['jobs']:>4}  {tasks}"
+            )
+    keys = ("seconds", "train", "other", "loads", "jobs")
     mean = {
-        layout: {
-            k: sum(r[k] for r in rows[layout].values()) / len(rows[layout])
-            for k in ("seconds", "loads", "jobs")
-        }
+        layout: {k: sum(r[k] for r in rows[layout].values()) / len(rows[layout]) for k in keys}
         for layout in LAYOUTS
     }
     print("per iteration (mean)      separate    combat   combat/separate")
-    for key, name in (("seconds", "wall time (s)"), ("loads", "model loads"), ("jobs", "Slurm jobs")):
+    names = (
+        ("seconds", "wall time (s)"),
+        ("train", "  of it train (s)"),
+        ("other", "  of it the rest (s)"),
+        ("loads", "model loads"),
+        ("jobs", "Slurm jobs"),
+    )
+    for key, name in names:
         a, b = mean["separate"][key], mean["combat"][key]
         print(f"{name:<22} {a:>11.1f} {b:>9.1f} {b / a:>17.2f}")
     print(f"whole run (launcher wall, s) {seconds['separate']:>7.1f} {seconds['combat']:>9.1f} "
