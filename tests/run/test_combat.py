@@ -43,7 +43,19 @@ def by_unit(run_dir: Path, other: Path) -> dict[str, bytes]:
     return {EVAL_RECORD.sub("evaluate/", k): v for k, v in found.items() if not k.endswith("models.json")}
 
 
-def test_combat_killed_while_judging_resumes_with_the_separate_records(
+def _evaluating(run_dir: Path) -> Path | None:
+    """The first evaluation unit of iteration 0's combat task with one chunk saved and no record file."""
+    it = run_dir / "iter_000"
+    if not faults.inside(run_dir, 0, "generate") or not (it / "judge" / "shard_00000.jsonl").exists():
+        return None
+    for parts in sorted(it.glob("evaluate/initial/*/*.parts")):
+        saved = sorted(p.name for p in parts.glob("chunk_*.jsonl"))
+        if saved == ["chunk_00000.jsonl"] and not parts.with_suffix(".jsonl").exists():
+            return parts
+    return None
+
+
+def test_combat_killed_while_judging_then_evaluating_resumes_with_the_separate_records(
     mini_reference: Path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
@@ -54,13 +66,25 @@ def test_combat_killed_while_judging_resumes_with_the_separate_records(
     generations = run_dir / "iter_000/generate/shard_00000.jsonl"
     generated_at = generations.stat().st_mtime_ns
     assert not (run_dir / "iter_000/judge/shard_00000.jsonl").exists()
+    # again, now killed while the same combat task evaluates the initial models (one chunk of a unit saved)
+    with open(log, "w") as out:
+        proc = faults.launch(run_dir, COMBAT, pause_in=run_dir / "iter_000" / "evaluate", stdout=out)
+        faults.kill_when(proc, lambda: _evaluating(run_dir) is not None, log)
+    parts = _evaluating(run_dir)
+    assert parts is not None
+    with open(log) as f:
+        resumed = f.read()
+    total = 8 * 2 * 2 // faults.JUDGE_CHUNK  # 8 matches x 2 judges x 2 sides, in chunks of JUDGE_CHUNK
+    assert f"judge/shard_00000.parts: resuming after 1/{total} saved chunks" in resumed, resumed[-3000:]
+    judged_at = (run_dir / "iter_000/judge/shard_00000.jsonl").stat().st_mtime_ns
 
     start = time.monotonic()
     code, out = faults.rerun(run_dir, COMBAT)
     assert code == 0, out[-3000:]
-    total = 8 * 2 * 2 // faults.JUDGE_CHUNK  # 8 matches x 2 judges x 2 sides, in chunks of JUDGE_CHUNK
-    assert f"judge/shard_00000.parts: resuming after 1/{total} saved chunks" in out, out[-3000:]
+    # 16 examples per split, in chunks of EVAL_CHUNK = 8
+    assert f"{parts.resolve()}: resuming after 1/2 saved chunks" in out, out[-3000:]
     assert generations.stat().st_mtime_ns == generated_at, "the combat task generated again"
+    assert (run_dir / "iter_000/judge/shard_00000.jsonl").stat().st_mtime_ns == judged_at, "judged again"
     assert "layout combat" in out
     ours, theirs = by_unit(run_dir, mini_reference), by_unit(mini_reference, run_dir)
     assert ours.keys() == theirs.keys()
@@ -69,4 +93,4 @@ def test_combat_killed_while_judging_resumes_with_the_separate_records(
     assert sorted(p.parent.name for p in run_dir.glob("iter_001/evaluate/*/tiny-a")) == ["iter_0", "iter_1"]
     # the judge stage ran no task of its own: its shard came from the combat task
     assert faults.state(run_dir)["stages"]["0"]["judge"]["info"]["new"] == 0
-    print(f"\ncombat resume after a kill while judging: {time.monotonic() - start:.1f}s")
+    print(f"\ncombat resume after kills while judging and evaluating: {time.monotonic() - start:.1f}s")
