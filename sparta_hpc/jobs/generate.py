@@ -8,13 +8,12 @@ from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.files import parse_records
 from sparta_hpc.jobs.common import (
-    load_engine,
+    LazyEngine,
+    engine_chunk,
     open_run,
-    players_at,
     publish_records,
     run_chunks,
     sample_id,
-    set_threads,
     shard_matches,
     stable_seed,
 )
@@ -53,17 +52,19 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
     run, cfg = open_run(run_root)
     if run.shard(t, "generate", shard).exists():
         return -1
+    return generate_records(run, cfg, t, shard, LazyEngine(cfg, run, t))
+
+
+def generate_records(run: RunDir, cfg: SpartaConfig, t: int, shard: int, engine: LazyEngine) -> int:
+    """Generate the shard's records chunk by chunk with ``engine`` (resuming after the saved chunks) and
+    publish them; the number published, -1 when another attempt published them."""
     requests = generate_requests(cfg, t, shard_matches(run, t, cfg.generate.num_shards, shard))
     g = cfg.generate
     sampling = Sampling(
         max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p
     )
-    engine: list[Any] = []
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
-        if not engine:
-            set_threads(cfg, "generate")
-            engine.append(load_engine(cfg, players_at(run, t, cfg)))
         return [
             Generation(
                 match_id=r.request_id.rsplit("/", 1)[0],
@@ -71,17 +72,22 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
                 response=c.text,
                 num_tokens=c.num_new_tokens,
             ).to_dict()
-            for r, c in zip(chunk, engine[0].generate(chunk, sampling), strict=True)
+            for r, c in zip(chunk, engine.get("generate").generate(chunk, sampling), strict=True)
         ]
 
     out, parts = run.shard(t, "generate", shard), run.shard_parts(t, "generate", shard)
-    records = run_chunks(parts, out, requests, g.chunk_size, compute)
+    records = run_chunks(parts, out, requests, engine_chunk(cfg, g.chunk_size), compute)
     return -1 if records is None else publish_records(out, parts, records)
 
 
 def read_generations(run: RunDir, t: int, num_shards: int) -> dict[tuple[str, str], str]:
-    out = {}
+    out: dict[tuple[str, str], str] = {}
     for shard in range(num_shards):
-        for g in parse_records(run.shard(t, "generate", shard), Generation.from_dict):
-            out[(g.match_id, g.player)] = g.response
+        out |= shard_generations(run, t, shard)
     return out
+
+
+def shard_generations(run: RunDir, t: int, shard: int) -> dict[tuple[str, str], str]:
+    """``{(match id, player): response}`` of one generate shard."""
+    records = parse_records(run.shard(t, "generate", shard), Generation.from_dict)
+    return {(g.match_id, g.player): g.response for g in records}

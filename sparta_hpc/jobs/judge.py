@@ -8,13 +8,12 @@ from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.files import read_jsonl
 from sparta_hpc.jobs.common import (
-    load_engine,
+    LazyEngine,
+    engine_chunk,
     open_run,
-    players_at,
     publish_records,
     run_chunks,
     sample_id,
-    set_threads,
     shard_matches,
     stable_seed,
 )
@@ -68,8 +67,22 @@ def judge_shard(run_root: str, t: int, shard: int) -> int:
     run, cfg = open_run(run_root)
     if run.shard(t, "judge", shard).exists():
         return -1
-    matches = shard_matches(run, t, cfg.judge.num_shards, shard)
-    requests = judge_requests(cfg, t, matches, read_generations(run, t, cfg.generate.num_shards))
+    responses = read_generations(run, t, cfg.generate.num_shards)
+    return judge_records(run, cfg, t, shard, LazyEngine(cfg, run, t), responses)
+
+
+def judge_records(
+    run: RunDir,
+    cfg: SpartaConfig,
+    t: int,
+    shard: int,
+    engine: LazyEngine,
+    responses: dict[tuple[str, str], str],
+) -> int:
+    """Judge the shard's matches chunk by chunk with ``engine`` (resuming after the saved chunks) and publish
+    the judgments; the number published, -1 when another attempt published them."""
+    matches = shard_matches(run, t, cfg.judge_shards, shard)
+    requests = judge_requests(cfg, t, matches, responses)
     j = cfg.judge
     sampling = Sampling(
         max_new_tokens=j.max_new_tokens,
@@ -78,24 +91,20 @@ def judge_shard(run_root: str, t: int, shard: int) -> int:
         top_p=j.top_p,
         json_score=cfg.engine.structured_judge,
     )
-    engine: list[Any] = []
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
-        if not engine:
-            set_threads(cfg, "judge")
-            engine.append(load_engine(cfg, players_at(run, t, cfg)))
         if j.method == "logprob":
             return [
                 {"request_id": r.request_id, "score": e.score, "raw": ""}
-                for r, e in zip(chunk, engine[0].expected_scores(chunk), strict=True)
+                for r, e in zip(chunk, engine.get("judge").expected_scores(chunk), strict=True)
             ]
         return [
             {"request_id": r.request_id, "score": judging.parse_score(c.text), "raw": c.text}
-            for r, c in zip(chunk, engine[0].generate(chunk, sampling), strict=True)
+            for r, c in zip(chunk, engine.get("judge").generate(chunk, sampling), strict=True)
         ]
 
     out, parts = run.shard(t, "judge", shard), run.shard_parts(t, "judge", shard)
-    results = run_chunks(parts, out, requests, j.chunk_size, compute)
+    results = run_chunks(parts, out, requests, engine_chunk(cfg, j.chunk_size), compute)
     if results is None:
         return -1
     if cfg.run.mode == "self_rewarding":

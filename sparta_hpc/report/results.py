@@ -102,7 +102,7 @@ def collect(run: RunDir) -> EvalResults:
         evaluated = evaluated_models(run, t, keep) if run.eval_models(t).exists() else {}  # none: not due
         for label, models in evaluated.items():
             adapters[label] = {p: stored(run, spec["adapter"]) for p, spec in models.items()}
-        for u in plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations):
+        for u in plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations, cfg.eval_folded):
             path = run.eval_records(t, u.label, u.player, u.split, u.shard, u.task)
             records += parse_records(path, EvalRecord.from_dict)
     scores, unscored = summarize(records)

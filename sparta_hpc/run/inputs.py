@@ -19,7 +19,7 @@ def judged_matches(t: int, cfg: SpartaConfig, run: RunDir) -> list[JudgedMatch]:
     matches = parse_records(run.matches(t), Match.from_dict)
     responses = read_generations(run, t, cfg.generate.num_shards)
     scores: dict[str, dict[str, Any]] = {m.match_id: {} for m in matches}
-    for shard in range(cfg.judge.num_shards):
+    for shard in range(cfg.judge_shards):
         for j in parse_records(run.shard(t, "judge", shard), Judgment.from_dict):
             scores[j.match_id][j.judge] = j.scores
     return [
@@ -62,8 +62,10 @@ def players_after(t: int, cfg: SpartaConfig, run: RunDir) -> dict[str, dict[str,
     return models.players_after(t, run, own_paths(cfg))
 
 
-def eval_players(label: str, t: int, cfg: SpartaConfig, run: RunDir) -> dict[str, dict[str, str | None]]:
-    """Each player's base and adapter as evaluated under ``label``: the initial ones, or those after t."""
-    if label == evaluation.INITIAL:
+def eval_players(label: str, cfg: SpartaConfig, run: RunDir) -> dict[str, dict[str, str | None]]:
+    """Each player's base and adapter as evaluated under ``label``: the initial ones, or those after the
+    label's iteration."""
+    t = evaluation.label_iteration(label)
+    if t is None:
         return models.read_models(run, run.players(0), own_paths(cfg))
     return players_after(t, cfg, run)

@@ -25,6 +25,7 @@ from sparta_hpc.files import (
     write_json,
     write_jsonl,
 )
+from sparta_hpc.jobs.combat import combat_done, combat_eval_units
 from sparta_hpc.jobs.train import pair_counts
 from sparta_hpc.method import matchmaking, ratings
 from sparta_hpc.run import scalars, selfreward
@@ -94,9 +95,10 @@ def run_iteration(t: int, cfg: SpartaConfig, run: RunDir, state: RunState, log: 
     ex = Runner(cfg, run, state, log)
     # plan: sample prompts and pair players (pure, seeded by run.seed and t)
     _stage(t, "plan", state, run, log, lambda: plan(t, cfg, run, ex))
-    # generate: both players of every match answer its prompt (array job over match shards)
+    # generate: both players of every match answer its prompt (array job over match shards); under
+    # run.stage_layout=combat each task also judges its shard with the engine it loaded
     _stage(t, "generate", state, run, log, lambda: generate(t, cfg, run, ex))
-    # judge: every other player scores both answers (array job over match shards)
+    # judge: every other player scores both answers (array job over match shards; combat: done already)
     _stage(t, "judge", state, run, log, lambda: judge(t, cfg, run, ex))
     # rate: sequential reputation update and preference pairs (pure, in this process)
     _stage(t, "rate", state, run, log, lambda: rate(t, cfg, run))
@@ -159,14 +161,25 @@ def plan(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
 
 
 def generate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
-    results = ex.run(_shard_jobs(t, "generate", cfg.generate.num_shards, jobs.generate_shard, run))
+    """``run.stage_layout=combat``: one combat task per shard generates and judges its matches with one
+    engine (the judge stage then finds its shards written); ``separate``: generate tasks only."""
+    combat = cfg.combat
     shards = range(cfg.generate.num_shards)
-    return [run.shard(t, "generate", s) for s in shards], {"shards": len(shards), "new": _new(results)}
+    if combat:
+        units = {str(s): (str(run.root), t, s) for s in shards}
+        done = lambda unit: combat_done(run, t, int(unit), combat_eval_units(cfg, t, int(unit)))  # noqa: E731
+        results = ex.run(StageJobs(t, "generate", jobs.combat_shard, units, is_done=done))
+    else:
+        results = ex.run(_shard_jobs(t, "generate", cfg.generate.num_shards, jobs.generate_shard, run))
+    info = {"shards": len(shards), "new": _new(results), "layout": "combat" if combat else "separate"}
+    return [run.shard(t, "generate", s) for s in shards], info
 
 
 def judge(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
-    results = ex.run(_shard_jobs(t, "judge", cfg.judge.num_shards, jobs.judge_shard, run))
-    shards = range(cfg.judge.num_shards)
+    """Judge tasks for the shards not judged yet: all of them under ``run.stage_layout=separate``; under
+    ``combat`` none, unless a judge shard was lost after the generate stage (then a judge task redoes it)."""
+    results = ex.run(_shard_jobs(t, "judge", cfg.judge_shards, jobs.judge_shard, run))
+    shards = range(cfg.judge_shards)
     return [run.shard(t, "judge", s) for s in shards], {"shards": len(shards), "new": _new(results)}
 
 
@@ -218,12 +231,14 @@ def train(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
 
 
 def evaluate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
-    labels = evaluation.labels(t, cfg.eval.every, cfg.run.iterations)
+    """Evaluation units not written yet, in packed tasks; under the combat layout the combat tasks wrote those
+    of the models they loaded (``evaluation.carried``), and only the last iteration's models are left."""
+    labels = evaluation.labels(t, cfg.eval.every, cfg.run.iterations, cfg.eval_folded)
     if not labels:
         return [], {"evaluated": False}
-    evaluated = {label: stored_models(run, eval_players(label, t, cfg, run)) for label in labels}
+    evaluated = {label: stored_models(run, eval_players(label, cfg, run)) for label in labels}
     write_json(run.eval_models(t), evaluated)
-    units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations)
+    units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations, cfg.eval_folded)
     tasks = evaluation.task_units(units, cfg.eval.units_per_task)
     num_tasks = len(tasks)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from sparta_hpc.config import SpartaConfig
+from sparta_hpc.jobs.common import engine_chunk
 from sparta_hpc.store.events import format_duration
 from sparta_hpc.store.rundir import RunDir
 
@@ -130,13 +131,16 @@ def stage_progress(run: RunDir, t: int, stage: str, cfg: SpartaConfig) -> tuple[
     the launcher or have no countable parts: ``(0, 0)``.
     """
     samples = cfg.selfreward.num_samples if cfg.run.mode == "self_rewarding" else 0
+    g, j = cfg.generate, cfg.judge
+    per_match = samples or 2 * (len(cfg.player_names) - 2)
+    generated = _chunked(run, t, "generate", samples or 2, g.num_shards, engine_chunk(cfg, g.chunk_size))
+    judged = _chunked(run, t, "judge", per_match, cfg.judge_shards, engine_chunk(cfg, j.chunk_size))
+    if stage == "generate" and cfg.combat:  # combat tasks generate and judge: both count
+        return generated[0] + judged[0], generated[1] + judged[1]
     if stage == "generate":
-        g = cfg.generate
-        return _chunked(run, t, stage, samples or 2, g.num_shards, g.chunk_size)
+        return generated
     if stage == "judge":
-        j = cfg.judge
-        per_match = samples or 2 * (len(cfg.player_names) - 2)
-        return _chunked(run, t, stage, per_match, j.num_shards, j.chunk_size)
+        return judged
     if stage == "train":
         players = cfg.player_names
         return sum(run.train_stats(t, p).exists() for p in players), len(players)

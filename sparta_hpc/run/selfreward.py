@@ -78,7 +78,7 @@ def rate(t: int, cfg: SpartaConfig, run: RunDir, initial: dict[str, Any]) -> tup
     ratings unchanged (``initial``: the JSON form of the ratings at the start) and the report."""
     matches = parse_records(run.matches(t), Match.from_dict)
     responses = read_generations(run, t, cfg.generate.num_shards)
-    scores = read_self_scores(run, t, cfg.judge.num_shards)
+    scores = read_self_scores(run, t, cfg.judge_shards)
     players = cfg.player_names
     pairs: dict[str, list[dict[str, Any]]] = {p: [] for p in players}
     outcomes = {p: dict.fromkeys(OUTCOMES, 0) for p in players}

@@ -108,10 +108,29 @@ def label_order(label: str) -> int:
     return -1 if label == INITIAL else int(label.removeprefix("iter_"))
 
 
-def labels(t: int, every: int, iterations: int) -> list[str]:
-    """The model labels iteration t's evaluate stage evaluates (empty: the stage does nothing)."""
+def labels(t: int, every: int, iterations: int, folded: bool = False) -> list[str]:
+    """The model labels iteration t's evaluate stage evaluates (empty: the stage does nothing).
+
+    ``folded`` (the combat layout): the models after iteration t - 1 are those that generate in iteration t,
+    so iteration t evaluates them (its combat tasks do, with the engine they loaded; ``carried``); only the
+    last iteration also evaluates the models after itself, in tasks of its own."""
     out = [INITIAL] if t == 0 and every > 0 else []
-    return out + ([label_after(t)] if due(every, t, iterations) else [])
+    if not folded:
+        return out + ([label_after(t)] if due(every, t, iterations) else [])
+    previous = [label_after(t - 1)] if t > 0 and due(every, t - 1, iterations) else []
+    last = [label_after(t)] if t == iterations - 1 and due(every, t, iterations) else []
+    return out + previous + last
+
+
+def carried(t: int, every: int, iterations: int) -> list[str]:
+    """Of the folded ``labels``, those iteration t's combat tasks evaluate: the models they loaded to
+    generate (the initial ones at t = 0, else those after t - 1)."""
+    return [label for label in labels(t, every, iterations, True) if label != label_after(t)]
+
+
+def label_iteration(label: str) -> int | None:
+    """The iteration after which the models of ``label`` were trained; None for ``initial``."""
+    return None if label == INITIAL else int(label.removeprefix("iter_"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,12 +150,14 @@ def split_key(task: str | None, split: str) -> str:
     return split if task is None else f"{task}/{split}"
 
 
-def plan_units(t: int, players: Sequence[str], cfg: EvalConfig, iterations: int) -> list[EvalUnit]:
+def plan_units(
+    t: int, players: Sequence[str], cfg: EvalConfig, iterations: int, folded: bool = False
+) -> list[EvalUnit]:
     """Every unit of iteration t's stage, ordered by label, player, task (the training task first, then
-    ``eval.tasks``), split, shard."""
+    ``eval.tasks``), split, shard (``folded``: see ``labels``)."""
     return [
         EvalUnit(label=label, player=p, split=split, shard=s, task=task)
-        for label in labels(t, cfg.every, iterations)
+        for label in labels(t, cfg.every, iterations, folded)
         for p in players
         for task in [None, *cfg.tasks]
         for split in cfg.splits

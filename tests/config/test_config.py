@@ -147,3 +147,18 @@ def test_multi_rank_training_needs_one_slurm_task_per_rank() -> None:
         overrides=["train.num_ranks=2", "cluster.backend=slurm", "cluster.train.tasks_per_node=2"]
     )
     assert cfg.train.num_ranks == 2
+
+
+def test_stage_layout_auto_is_combat_on_one_base_and_combat_refuses_mixed_bases(tmp_path: Path) -> None:
+    cfg = load_config(overrides=["generate.num_shards=3", "judge.num_shards=5"])
+    assert cfg.run.stage_layout == "auto" and cfg.combat  # the demo: every player on the tiny base
+    assert cfg.judge_shards == 3, "a combat task judges the matches it generated"
+    separate = load_config(overrides=["run.stage_layout=separate", "judge.num_shards=5"])
+    assert not separate.combat and separate.judge_shards == 5
+    mixed = "models:\n  - {name: a, base: tiny}\n  - {name: b, base: tiny}\n  - {name: c, base: /other}\n"
+    assert not load_config(_write(tmp_path, mixed + "plan: {k: 1}\n")).combat
+    with pytest.raises(ConfigError, match=r"run.stage_layout=combat needs every player on one base.* 2: "):
+        load_config(_write(tmp_path, mixed + "plan: {k: 1}\nrun: {stage_layout: combat}\n"))
+    with pytest.raises(ConfigError, match=r"run.stage_layout='both' is not valid; allowed values: auto,"):
+        load_config(overrides=["run.stage_layout=both"])
+    assert config_hash(separate) != config_hash(load_config(overrides=["judge.num_shards=5"]))

@@ -46,6 +46,7 @@ GEN_CHUNK, JUDGE_CHUNK, EVAL_CHUNK, SAVE_STEPS = 4, 8, 8, 4
 """Requests (examples) per saved chunk, DPO steps per trainer checkpoint: every shard and evaluation unit of
 MINI has several chunks, and each player's DPO (8 pairs, 8 steps) a checkpoint half-way."""
 MINI = [
+    "run.stage_layout=separate",  # the matrix kills inside the judge stage; combat: tests/run/test_combat.py
     "run.iterations=2",
     "plan.num_prompts=8",
     "generate.max_new_tokens=8",

@@ -83,6 +83,7 @@ def test_a_pre_layout_run_config_reads_as_that_version_meant_it() -> None:
         "reputation",
     )
     assert cfg.train.max_prompt_tokens is None and cfg.run.mode == "sparta"
+    assert cfg.run.stage_layout == "separate" and not cfg.combat  # the only layout before the key
 
 
 def test_resuming_a_pre_layout_run_names_what_would_change(tmp_path: Path) -> None:
@@ -95,6 +96,7 @@ def test_resuming_a_pre_layout_run_names_what_would_change(tmp_path: Path) -> No
     run = RunDir(tmp_path / "run")
     run.root.mkdir()
     shutil.copy(PRE_LAYOUT_CONFIG, run.config_file)
-    with pytest.raises(ConfigChanged, match=r"these keys differ: judge\.rubric\."):
+    with pytest.raises(ConfigChanged, match=r"these keys differ: judge\.rubric, run\.stage_layout\."):
         check_resumable(load_config(DEFAULT_CONFIG), run, force=False)
-    check_resumable(load_config(DEFAULT_CONFIG, ["judge.rubric=released"]), run, force=False)
+    old = ["judge.rubric=released", "run.stage_layout=separate"]
+    check_resumable(load_config(DEFAULT_CONFIG, old), run, force=False)

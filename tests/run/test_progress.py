@@ -60,9 +60,8 @@ def test_job_counts_line() -> None:
 
 
 def test_stage_progress_counts_saved_chunks(tmp_path: Path) -> None:
-    cfg = load_config(
-        None, ["generate.num_shards=2", "generate.chunk_size=4", "judge.chunk_size=5", "plan.num_prompts=5"]
-    )
+    shape = ["generate.num_shards=2", "generate.chunk_size=4", "judge.chunk_size=5", "plan.num_prompts=5"]
+    cfg = load_config(None, ["run.stage_layout=separate", *shape])
     run = RunDir(tmp_path)
     write_jsonl(run.matches(0), [{"n": i} for i in range(5)])  # shards of 3 and 2 matches
     assert progress.stage_progress(run, 0, "generate", cfg) == (0, 10)
@@ -76,3 +75,7 @@ def test_stage_progress_counts_saved_chunks(tmp_path: Path) -> None:
     assert progress.stage_progress(run, 0, "judge", cfg) == (5, 20)
     assert progress.stage_progress(run, 0, "train", cfg) == (0, 4)
     assert progress.stage_progress(run, 1, "generate", cfg) == (0, 0)
+    # combat: the generate stage's tasks also judge, in generate's 2 shards (12 + 8 requests)
+    combat = load_config(None, ["run.stage_layout=combat", *shape])
+    assert progress.stage_progress(run, 0, "generate", combat) == (10 + 5, 10 + 20)
+    assert progress.stage_progress(run, 0, "judge", combat) == (5, 20)

@@ -29,6 +29,7 @@ from tests.slurm_cluster import SlurmCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = [
+    "run.stage_layout=separate",
     "run.iterations=1",
     "plan.num_prompts=8",
     "generate.max_new_tokens=8",
@@ -39,8 +40,10 @@ FAST = [
     "judge.chunk_size=8",
     "cluster.poll_interval_s=1",
 ]
-"""One iteration with evaluation; generate and judge are 2-task arrays, train a 4-task array."""
+"""One iteration with evaluation; generate and judge are 2-task arrays, train a 4-task array (the combat
+layout: ``test_combat_layout_equals_separate_without_judge_jobs``)."""
 SLOW = [
+    "run.stage_layout=separate",
     "run.iterations=1",
     "plan.num_prompts=16",
     "generate.max_new_tokens=128",
@@ -268,6 +271,22 @@ def test_slurm_run_equals_local_run_with_one_query_per_poll(
         # the first after the submission (+ 2 s of slack for sbatch).
         expected = (seconds - POLL_S - 2.0) // (POLL_S + FILE_CHECK_S + 1.0)
         assert count >= expected, (stage, count, seconds)
+
+
+def test_combat_layout_equals_separate_without_judge_jobs(
+    cluster: SlurmCluster, reference: Path, tmp_path: Path
+) -> None:
+    """``run.stage_layout=combat`` on Slurm: one 2-task combat array generates and judges, no judge job is
+    submitted, and every record equals the separate layout's (the reference)."""
+    run_dir = tmp_path / "run"
+    out = run_to_end(run_dir, [*FAST, "run.stage_layout=combat"])
+    assert results(run_dir) == results(reference)
+    assert state(run_dir)["ratings"] == state(reference)["ratings"]
+    submitted = events(run_dir, "submitted")
+    assert [(e["stage"], e["num_tasks"]) for e in submitted] == [
+        ("plan", 1), ("generate", 2), ("train", 4), ("evaluate", 1)
+    ], out[-3000:]  # fmt: skip
+    assert state(run_dir)["stages"]["0"]["generate"]["info"]["layout"] == "combat"
 
 
 def test_killed_launcher_reattaches_without_duplicate_submissions(

@@ -23,7 +23,8 @@ from sparta_hpc.tasks.schema import TaskExample
 
 ROOT = Path(__file__).resolve().parents[2]
 MINI = ["run.iterations=2", "plan.num_prompts=8", "generate.max_new_tokens=8", "train.max_length=64"]
-EVAL = ["eval.max_examples=6", "eval.chunk_size=4"]
+EVAL = ["eval.max_examples=6", "eval.chunk_size=4", "run.stage_layout=separate"]
+"""The evaluate stage in tasks of its own (the combat layout folds it into generation: test_combat.py)."""
 
 
 def rec(label: str, player: str, split: str, score: float | None, i: int = 0) -> EvalRecord:
@@ -50,6 +51,22 @@ def table(spec: dict[tuple[str, str], tuple[float, float]]) -> list[EvalRecord]:
 
 
 # ---------------------------------------------------------------- planning and config
+
+
+def test_folded_labels_evaluate_each_model_once_in_the_iteration_it_generates() -> None:
+    """The combat layout: iteration t evaluates the models after t - 1 (they generate in t), the last one
+    also its own; every label of the separate layout is evaluated exactly once."""
+    for every, iterations in ((1, 3), (2, 3), (2, 4), (3, 3), (1, 1), (0, 3)):
+        folded = [evaluation.labels(t, every, iterations, True) for t in range(iterations)]
+        separate = [evaluation.labels(t, every, iterations) for t in range(iterations)]
+        assert sorted(sum(folded, [])) == sorted(sum(separate, [])), (every, iterations)
+        for t, labels in enumerate(folded):
+            carried = evaluation.carried(t, every, iterations)
+            assert carried == [x for x in labels if x in (INITIAL, f"iter_{t - 1}")]
+            assert set(labels) - set(carried) <= ({f"iter_{t}"} if t == iterations - 1 else set())
+    folded = [evaluation.labels(t, 1, 3, True) for t in range(3)]
+    assert folded == [[INITIAL], ["iter_0"], ["iter_1", "iter_2"]]
+    assert evaluation.carried(2, 1, 3) == ["iter_1"] and evaluation.label_iteration("iter_1") == 1
 
 
 def test_labels_and_units_follow_every_and_include_the_initial_models() -> None:
