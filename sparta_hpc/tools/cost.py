@@ -259,7 +259,14 @@ def main(args: Any) -> int:
         report = plan_report(cfg, load_calibration(args.calibration))
     except (ValueError, OSError) as e:  # unknown GPU type or model size, bad calibration file
         raise ConfigError(str(e)) from None
-    print(json.dumps(report, indent=1) if args.json else format_plan(report))
+    from sparta_hpc.tools.time_limits import format_limits, time_limits
+
+    report["time_limits"] = time_limits(report, {s: cfg.cluster.resources(s).timeout_min for s in GPU_STAGES})
+    print(
+        json.dumps(report, indent=1)
+        if args.json
+        else f"{format_plan(report)}\n\n{format_limits(report['time_limits'])}"
+    )
     return 0
 
 
