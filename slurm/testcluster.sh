@@ -9,6 +9,8 @@
 #   status   exit 0 iff the cluster and its accounting answer and the node is idle/mixed/allocated/completing
 #   reset    stop, wipe the Slurm state and the job accounting database, start again (job ids restart at 1)
 #
+# TESTCLUSTER_TASK_PLUGIN (default task/none): the TaskPlugin to render, e.g. task/affinity for a test that
+# checks the CPUs a job step is bound to; `start` without it restores task/none (restarting the daemons).
 # Must run as root. Works from any cwd. Logs: /var/log/slurm/. See slurm/README.md for the config choices.
 set -euo pipefail
 
@@ -103,7 +105,7 @@ MailProg=/bin/true
 ReturnToService=2
 SwitchType=switch/none
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=${TESTCLUSTER_TASK_PLUGIN:-task/none}
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=10
 SelectType=select/cons_tres
