@@ -189,11 +189,9 @@ def _check_gpus(cfg: SpartaConfig) -> None:
     cluster = cfg.cluster
     if cluster.backend != "slurm":
         return
-    need = {"train": 1 if cfg.train.bf16 else 0}
-    if cfg.engine.kind == "vllm":
-        need |= {s: cfg.engine.tensor_parallel_size for s in ("generate", "judge", "evaluate")}
-        if cfg.eval.every == 0:
-            del need["evaluate"]
+    vllm = cfg.engine.tensor_parallel_size if cfg.engine.kind == "vllm" else 0
+    need = {"generate": vllm, "judge": vllm, "train": 1 if cfg.train.bf16 else 0}
+    need["evaluate"] = vllm if cfg.eval.every else 0
     why = {"train": "train.bf16=true (DPO on GPUs)"} | dict.fromkeys(
         ("generate", "judge", "evaluate"),
         f"engine.kind=vllm (tensor_parallel_size={cfg.engine.tensor_parallel_size})",
