@@ -2,8 +2,8 @@
 
 - CPUs: Slurm 22.05-23.02 do not pass the job's ``--cpus-per-task`` to ``srun``; where a task plugin binds
   CPUs, a step then runs on one CPU. The test cluster runs ``task/none`` (nothing bound), so the CPU test
-  switches it to ``task/affinity`` (``TESTCLUSTER_TASK_PLUGIN``, restarting the daemons) and back in
-  ``finally``. Run it inside ``flock /tmp/slurm-tests.lock`` like every Slurm test.
+  switches it to ``task/affinity`` binding cores (``TESTCLUSTER_TASK_PLUGIN(_PARAM)``, restarting the
+  daemons) and back in ``finally``. Run it inside ``flock /tmp/slurm-tests.lock`` like every Slurm test.
 - A rank of a multi-task job that fails ends the step (``--kill-on-bad-exit``).
 - Job names carry the run directory, stage and iteration.
 """
@@ -59,11 +59,14 @@ def _task_plugin() -> str:
 
 @pytest.fixture
 def affinity_cluster(slurm_cluster: SlurmCluster) -> Iterator[SlurmCluster]:
-    """The test cluster with ``TaskPlugin=task/affinity`` (steps bound to their CPUs); restored after."""
+    """The test cluster with ``TaskPlugin=task/affinity``, ``TaskPluginParam=Cores`` (every task bound to
+    the cores of its CPUs); the usual config restored after."""
     conf = Path("/etc/slurm/slurm.conf")
     if os.geteuid() != 0 or not conf.exists() or "sparta-hpc slurm/testcluster.sh" not in conf.read_text():
         pytest.skip("not the test cluster of slurm/testcluster.sh (run as root): its task plugin is not ours")
-    env = {**os.environ, "TESTCLUSTER_TASK_PLUGIN": "task/affinity"}
+    # Cores: each task bound to the cores of its CPUs (Slurm's automatic binding of a one-task step is to a
+    # whole socket, which on this one-socket node holds every core and would hide a step's CPU count)
+    env = {**os.environ, "TESTCLUSTER_TASK_PLUGIN": "task/affinity", "TESTCLUSTER_TASK_PLUGIN_PARAM": "Cores"}
     try:
         _sh("bash", str(TESTCLUSTER_SH), "start", env=env)
         assert _task_plugin() == "task/affinity"
