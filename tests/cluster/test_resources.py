@@ -135,3 +135,16 @@ def test_multi_gpu_dpo_runs_one_rank_per_gpu() -> None:
         load_config(PAPER, [*ranks, "cluster.train.gpus_per_node=4"])
     cfg = load_config(PAPER, [*ranks, "cluster.train.gpus_per_node=2"])
     assert cfg.cluster.train.nodes * cfg.cluster.train.gpus_per_node == cfg.train.num_ranks
+
+
+def test_launch_refuses_gpu_work_without_gpus_before_anything_exists(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "launch.py"), "--config", str(PAPER), "--cluster", "slurm"]
+    cmd += ["--run-dir", str(run_dir), "cluster.judge.gpus_per_node=0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "cluster.judge asks for 0 GPU(s) per job but engine.kind=vllm" in proc.stderr
+    assert "Traceback" not in proc.stderr and not run_dir.exists()

@@ -130,3 +130,34 @@ def test_a_failed_rank_ends_the_step_and_job_names_carry_run_stage_iteration(
     name, state, _ = out.splitlines()[0].split("|")
     assert name == "names-1.train.it2"
     assert state == "FAILED"
+
+
+def job_fields() -> dict[str, str]:
+    """What the job sees of its own sbatch options."""
+    return {k: os.environ.get(k, "") for k in ("SLURM_JOB_RESERVATION", "SLURM_JOB_QOS", "SLURM_JOB_ACCOUNT")}
+
+
+@pytest.mark.timeout(180)
+def test_site_options_reach_slurm(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """account, qos, reservation and a passed-through option on a real job. Typed GRES and constraints need
+    GPUs / node features the test cluster lacks, and it does not track wckeys: their sbatch lines (and the
+    absent ``--wckey``) are checked in test_executor."""
+    name = f"sparta_test_{os.getpid()}"
+    _sh(
+        "scontrol", "create", "reservation", f"ReservationName={name}", "Users=root",
+        f"Nodes={slurm_cluster.node}", "StartTime=now", "Duration=10", "Flags=IGNORE_JOBS",
+    )  # fmt: skip
+    try:
+        site = ["cluster.generate.account=root", "cluster.generate.qos=normal"]
+        site += [f"cluster.generate.reservation={name}", "cluster.generate.sbatch={comment: site-check}"]
+        cfg = load_config(overrides=["cluster.backend=slurm", *site], preset="local-slurm")
+        job = _submit(cfg.cluster, "generate", tmp_path / "jobs" / "iter_000" / "generate", job_fields)
+        assert job.result() == {
+            "SLURM_JOB_RESERVATION": name,
+            "SLURM_JOB_QOS": "normal",
+            "SLURM_JOB_ACCOUNT": "root",
+        }
+        out = _sh("sacct", "-j", str(job.job_id), "-X", "-n", "-P", "-o", "Comment,Reservation")
+        assert out.splitlines()[0].split("|") == ["site-check", name]
+    finally:
+        _sh("scontrol", "delete", f"ReservationName={name}")
