@@ -9,7 +9,9 @@ from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.files import read_json
 from sparta_hpc.jobs.common import (
+    attempt_id,
     load_engine,
+    num_chunks,
     open_run,
     publish_records,
     run_chunks,
@@ -18,6 +20,7 @@ from sparta_hpc.jobs.common import (
     stable_seed,
 )
 from sparta_hpc.jobs.models import eval_judge_model
+from sparta_hpc.store.progress import UnitProgress
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.tasks import evaluation
 from sparta_hpc.tasks.evaluation import EvalRecord, EvalUnit
@@ -55,10 +58,15 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
         )
         for u in todo
     }
-    new = 0
-    for u in todo:
-        shard = split_evenly(examples[u.task, u.split], cfg.eval.num_shards, u.shard)
-        new += _evaluate_unit(run, cfg, t, u, shard, engine)
+    shards = [split_evenly(examples[u.task, u.split], cfg.eval.num_shards, u.shard) for u in todo]
+    chunk = cfg.eval.chunk_size
+    progress = UnitProgress.open(
+        run, t, "evaluate", str(task), attempt_id(),
+        chunks_total=sum(num_chunks(len(s), chunk) for s in shards),
+        items_total=sum(len(s) for s in shards),
+    )  # fmt: skip
+    new = sum(_evaluate_unit(run, cfg, t, u, s, engine, progress) for u, s in zip(todo, shards, strict=True))
+    progress.finish()
     return new
 
 
@@ -73,6 +81,7 @@ def _evaluate_unit(
     u: EvalUnit,
     examples: list[TaskExample],
     engine: Callable[[], Any],
+    progress: UnitProgress,
 ) -> int:
     """Answer and score one unit's examples chunk by chunk; write its record file."""
     by_id = {e.id: e for e in examples}
@@ -109,5 +118,5 @@ def _evaluate_unit(
 
     key = (t, u.label, u.player, u.split, u.shard, u.task)
     out, parts = run.eval_records(*key), run.eval_parts(*key)
-    records = run_chunks(parts, out, requests, cfg.eval.chunk_size, compute)
+    records = run_chunks(parts, out, requests, cfg.eval.chunk_size, compute, progress)
     return 0 if records is None else max(0, publish_records(out, parts, records))

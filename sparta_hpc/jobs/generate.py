@@ -17,6 +17,7 @@ from sparta_hpc.jobs.common import (
     set_threads,
     shard_matches,
     stable_seed,
+    unit_progress,
 )
 from sparta_hpc.method.types import Generation, Match
 from sparta_hpc.store.rundir import RunDir
@@ -75,8 +76,11 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
         ]
 
     out, parts = run.shard(t, "generate", shard), run.shard_parts(t, "generate", shard)
-    records = run_chunks(parts, out, requests, g.chunk_size, compute)
-    return -1 if records is None else publish_records(out, parts, records)
+    progress = unit_progress(run, t, "generate", str(shard), len(requests), g.chunk_size)
+    records = run_chunks(parts, out, requests, g.chunk_size, compute, progress)
+    published = -1 if records is None else publish_records(out, parts, records)
+    progress.finish()
+    return published
 
 
 def read_generations(run: RunDir, t: int, num_shards: int) -> dict[tuple[str, str], str]:

@@ -28,6 +28,7 @@ from sparta_hpc.config import SpartaConfig
 from sparta_hpc.errors import RunCancelled, StageFailed
 from sparta_hpc.run import progress
 from sparta_hpc.store import events as ev
+from sparta_hpc.store.progress import Heartbeat
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.store.state import RunState, save_state
 
@@ -67,6 +68,7 @@ class Runner:
         self.state = state
         self.log = log
         self.sacct = sacct or Sacct()
+        self.heartbeat = Heartbeat(run)
 
     def run(self, jobs: StageJobs) -> dict[str, Any]:
         """``{unit: job result}`` of the units that were not done yet (done ones are skipped, not run)."""
@@ -74,6 +76,10 @@ class Runner:
         todo = {u: args for u, args in jobs.units.items() if not done(u)}
         if not todo:
             return {}
+        self.heartbeat.beat(force=True)
+        ev.EventLog(self.run_dir).emit(
+            ev.UNITS, iteration=jobs.t, stage=jobs.stage, total=len(jobs.units), todo=list(todo)
+        )
         cluster = self.cfg.cluster
         if cluster.backend == "inline":
             return {u: jobs.fn(*args) for u, args in todo.items()}
@@ -92,6 +98,7 @@ class Runner:
 
     def _progress(self, jobs: StageJobs) -> None:
         """The stage's progress line: items done (saved chunks, trained players) of the stage's total."""
+        self.heartbeat.beat()
         done, total = progress.stage_progress(self.run_dir, jobs.t, jobs.stage, self.cfg)
         if total:
             progress.update(f"[iter {jobs.t}] {jobs.stage}", done, total)
@@ -321,6 +328,7 @@ class _SlurmStage:
         return self.jobs.is_done is None or self.jobs.is_done(unit)
 
     def _progress(self) -> None:
+        self.runner.heartbeat.beat()
         done, total = progress.stage_progress(
             self.runner.run_dir, self.jobs.t, self.jobs.stage, self.runner.cfg
         )
