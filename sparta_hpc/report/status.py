@@ -146,7 +146,9 @@ def _live_lines(status: dict[str, Any]) -> list[str]:
             head += " (units that started)"
         lines += ["", head]
         if "jobs" in row:
-            lines.append("  jobs: " + ", ".join(f"{n} {s.lower()}" for s, n in row["jobs"].items()))
+            lines.append(
+                "  jobs: " + ", ".join(f"{n} {s.lower().replace('_', ' ')}" for s, n in row["jobs"].items())
+            )
         for unit in row["active"][:MAX_UNIT_LINES]:
             lines.append("  " + _unit_line(unit))
         if len(row["active"]) > MAX_UNIT_LINES:
