@@ -133,6 +133,7 @@ def run_chunks(
         if out.exists():
             return _published_elsewhere(parts)
         records = _saved_chunk(path, len(chunk))
+        found = records is not None
         if records is None:
             records = compute(chunk)
             if out.exists():
@@ -146,7 +147,7 @@ def run_chunks(
                 raise
         results += records
         if progress is not None:
-            progress.advance(len(chunk))
+            progress.advance(len(chunk), found=found)
     return results
 
 

@@ -129,9 +129,10 @@ def _launcher(
 
 
 def stage_live(
-    live: Live, state: RunState, events: list[dict[str, Any]], t: int, stage: str
+    live: Live, state: RunState, events: list[dict[str, Any]], t: int, stage: str, seconds: float
 ) -> dict[str, Any]:
-    """``units``, ``chunks``, ``items`` and ``jobs`` of a started stage, and one row per unit at work."""
+    """``units``, ``chunks``, ``items``, ``eta_seconds`` and ``jobs`` of a stage that started ``seconds``
+    ago, and one row per unit at work."""
     records = live.progress.get((t, stage), {})
     announced = ev.last_units(events).get((t, stage))
     todo = [str(u) for u in announced["todo"]] if announced else sorted(records)
@@ -148,6 +149,9 @@ def stage_live(
         "units": units,
         "chunks": _sum(mine.values(), "chunks"),
         "items": _sum(mine.values(), "items"),
+        "eta_seconds": _eta(list(mine.values()), len(todo) - len(mine), seconds)
+        if live.launcher in LIVE_LAUNCHER
+        else None,
     }
     rows = []
     jobs: Counter[str] = Counter()
@@ -173,6 +177,18 @@ def stage_live(
         doc["jobs"] = dict(sorted(jobs.items()))
     doc["active"] = rows
     return doc
+
+
+def _eta(reported: list[dict[str, Any]], not_started: int, seconds: float) -> float | None:
+    """Seconds left at the rate items were computed since the stage started (queue waits and model loads
+    included): the items the reported units have left, plus their mean size for each unit not started yet.
+    None before any item was computed (or when the launcher is not alive: the caller passes no rate)."""
+    computed = sum(r["items"][0] - int(r.get("found", 0)) for r in reported)
+    total = sum(r["items"][1] for r in reported)
+    if computed <= 0 or seconds <= 0 or total <= 0:
+        return None
+    left = total - sum(r["items"][0] for r in reported) + not_started * total / len(reported)
+    return round(max(0.0, left) * seconds / computed, 1)
 
 
 def _sum(records: Any, key: str) -> dict[str, int]:

@@ -60,7 +60,7 @@ def run_status(root: Path, now: datetime | None = None, queue: QueueQuery | None
     ]
     for row in stages:
         if row["state"] in ("running", "stopped"):
-            row.update(stage_live(live, state, events, row["iteration"], row["stage"]))
+            row.update(stage_live(live, state, events, row["iteration"], row["stage"], row["seconds"]))
     end = ev.parse_time(events[-1]["time"]) if state.done and events else live.end
     return {
         "run_dir": str(run.root),
@@ -144,6 +144,8 @@ def _live_lines(status: dict[str, Any]) -> list[str]:
         if chunks["total"]:
             head += f"; chunks {chunks['done']}/{chunks['total']}, items {items['done']}/{items['total']}"
             head += " (units that started)"
+        if row.get("eta_seconds") is not None:
+            head += f"; ETA ~{format_duration(row['eta_seconds'])}"
         lines += ["", head]
         if "jobs" in row:
             lines.append(

@@ -54,6 +54,7 @@ class UnitProgress:
     clock: Any = time.monotonic
     chunks_done: int = 0
     items_done: int = 0
+    items_found: int = 0
     started: str = field(default_factory=utc_now)
     _last: float | None = None
 
@@ -76,6 +77,7 @@ class UnitProgress:
             "updated": utc_now(),
             "chunks": [self.chunks_done, self.chunks_total],
             "items": [self.items_done, self.items_total],
+            "found": self.items_found,
             "finished": finished,
         }
 
@@ -83,10 +85,12 @@ class UnitProgress:
         self._last = self.clock()
         _write(self.path, self.record(finished))
 
-    def advance(self, items: int, chunks: int = 1) -> None:
-        """Count ``chunks`` chunks of ``items`` items done; rewrite the file if ``MIN_WRITE_S`` has passed."""
+    def advance(self, items: int, chunks: int = 1, found: bool = False) -> None:
+        """Count ``chunks`` chunks of ``items`` items done (``found``: saved by an earlier run of the unit,
+        not computed now); rewrite the file if ``MIN_WRITE_S`` has passed."""
         self.chunks_done += chunks
         self.items_done += items
+        self.items_found += items if found else 0
         if self._last is None or self.clock() - self._last >= MIN_WRITE_S:
             self.write()
 

@@ -99,9 +99,10 @@ def test_json_keeps_the_documented_keys(tmp_path: Path) -> None:
 
 
 def _unit_progress(
-    run: RunDir, unit: str, chunks: list[int], items: list[int], when: str, done: bool
+    run: RunDir, unit: str, chunks: list[int], items: list[int], when: str, done: bool, found: int = 0
 ) -> None:
     record = {"unit": unit, "attempt": f"42_{unit}", "chunks": chunks, "items": items, "finished": done}
+    record["found"] = found
     path = run.unit_progress(1, "generate", unit)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**record, "updated": when, "started": when}))
@@ -158,6 +159,17 @@ def test_a_running_stage_shows_units_chunks_and_job_states_from_one_query(tmp_pa
     assert "unit 2     job 42_2  running  chunks 1/3, items 4/10  updated" in text
     assert "unit 3     job 42_3  pending (Resources)" in text
     assert status["queue"] == "ok" and "leaderboard" in text
+    start = events.parse_time(events.read_events(run)[1]["time"])
+    later = run_status(run.root, now=start + timedelta(seconds=120))
+    generate = next(r for r in later["stages"] if (r["iteration"], r["stage"]) == (1, "generate"))
+    # 12 items computed in 120 s; left: 6 of the started units + 9 (their mean) for the unit not started
+    assert generate["eta_seconds"] == 150.0 and "; ETA ~2:30" in status_text(later)
+    _unit_progress(
+        run, "2", [1, 3], [4, 10], events.utc_now(), done=False, found=4
+    )  # found saved, not computed
+    resumed = run_status(run.root, now=start + timedelta(seconds=120))
+    generate = next(r for r in resumed["stages"] if (r["iteration"], r["stage"]) == (1, "generate"))
+    assert generate["eta_seconds"] == 15 * 120 / 8
 
 
 def test_a_failed_queue_query_is_said_and_progress_still_shown(tmp_path: Path) -> None:
@@ -209,6 +221,7 @@ def test_elapsed_time_stops_at_the_last_sign_of_life(tmp_path: Path) -> None:
     rows = [next(r for r in s["stages"] if r["stage"] == "generate" and r["iteration"] == 1) for s in later]
     assert rows[0]["state"] == rows[1]["state"] == "stopped"
     assert rows[0]["seconds"] == rows[1]["seconds"] == (last - generate_start).total_seconds()
+    assert rows[0]["eta_seconds"] is None, "no estimate for a stopped run"
 
 
 def test_watch_ends_when_the_launcher_dies(tmp_path: Path) -> None:

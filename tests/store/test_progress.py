@@ -69,6 +69,7 @@ def test_run_chunks_counts_saved_and_computed_chunks_and_returns_the_same_record
     assert tracked == plain
     record = read_unit_progress(run, 0, "judge")["0"]
     assert (record["chunks"], record["items"], record["finished"]) == ([3, 3], [10, 10], False)
+    assert record["found"] == 4, "chunk 0 was found saved, chunks 1 and 2 computed"
 
 
 def test_unreadable_progress_files_are_skipped(tmp_path: Path) -> None:
