@@ -92,7 +92,7 @@ def live_view(
     heartbeat = read_heartbeat(run)
     launcher = _launcher(run, state, job_doc, heartbeat, now)
     signs: list[datetime | None] = [ev.parse_time(e["time"]) for e in events[-1:]]
-    signs += [ev.parse_time(heartbeat["time"])] if heartbeat else []
+    signs += [_time(heartbeat["time"])] if heartbeat else []
     signs += [_time(r["updated"]) for units in progress.values() for r in units.values()]
     last = max((s for s in signs if s is not None), default=now)
     end = now if launcher in LIVE_LAUNCHER else min(now, last)

@@ -202,6 +202,8 @@ def test_without_a_job_the_heartbeat_tells_a_launcher_on_another_host(tmp_path: 
     run = make_run(tmp_path, 1)
     run.lock_file.write_text(json.dumps({"host": "login-2", "pid": 1}))
     assert run_status(run.root)["launcher"] == "unknown"
+    run.heartbeat_file.write_text('{"time": "half-written by hand"}')
+    assert run_status(run.root)["launcher"] == "unknown"
     Heartbeat(run).beat()
     beat = events.parse_time(json.loads(run.heartbeat_file.read_text())["time"])
     assert run_status(run.root, now=beat + timedelta(seconds=10))["launcher"] == "running"
