@@ -1,10 +1,12 @@
-"""``sparta-hpc`` commands: run, status, cancel, report, compare, rate, simulate, plan, prepare-data.
+"""``sparta-hpc`` commands: run, status, cancel, report, export, compare, rate, simulate, plan,
+prepare-data, build-pool.
 
 Nothing heavy is imported to build the parser."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,9 @@ def _squeue(job_ids: list[str]) -> dict[str, dict[str, str]] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparta-hpc", description="SPARTA alignment on Slurm clusters")
+    import sparta_hpc
+
+    parser.add_argument("--version", action="version", version=f"sparta-hpc {sparta_hpc.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     from sparta_hpc.run import launcher
 
@@ -65,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="results table, leaderboard, plots and an HTML report of a run")
     report.add_argument("run_dir")
     report.add_argument("--out", help="output folder (default: RUN_DIR/report)")
+    from sparta_hpc.report import export
+
+    export.add_arguments(
+        sub.add_parser("export", help="each player's adapter in Hugging Face format with a model card")
+    )
     compare = sub.add_parser("compare", help="one table and plot over several finished runs")
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
     compare.add_argument("--out", default="compare", help="output folder (default: ./compare)")
@@ -83,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_arguments(
         sub.add_parser("prepare-data", help="convert a task's data to the canonical format")
     )
+    from sparta_hpc.run import pool
+
+    pool.add_arguments(
+        sub.add_parser("build-pool", help="SFT one LoRA expert per dataset from one base (a pool of players)")
+    )
     return parser
 
 
@@ -90,6 +105,17 @@ COMMANDS: dict[str, Any] = {"run": cmd_run, "status": cmd_status, "cancel": cmd_
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        code = _dispatch(argv)
+    except BrokenPipeError:  # the reader went away (``status --json | head``): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that flushing stdout at exit raises nothing
+        code = 141
+    sys.exit(code)
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    """Parse ``argv`` and run its command; the exit code (a SpartaError is printed as one line)."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "rate":
@@ -100,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
             from sparta_hpc.report import build as report
 
             code = report.main(args)
+        elif args.command == "export":
+            from sparta_hpc.report import export
+
+            code = export.main(args)
         elif args.command == "compare":
             from sparta_hpc.report import compare
 
@@ -112,6 +142,10 @@ def main(argv: list[str] | None = None) -> None:
             from sparta_hpc.tools import cost as plan
 
             code = plan.main(args)
+        elif args.command == "build-pool":
+            from sparta_hpc.run import pool
+
+            code = pool.main(args)
         elif args.command == "prepare-data":
             from sparta_hpc.tasks import prepare
 
@@ -127,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     except SpartaError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 1
-    sys.exit(code)
+    return int(code)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,21 @@ class SlurmError(SpartaError, RuntimeError):
     """A Slurm command failed where its answer is needed (cancel)."""
 
 
+class SubmissionRejected(SpartaError, RuntimeError):
+    """Slurm refused to queue a stage's jobs; ``reason``: sbatch's words (partition, account, QOS limit)."""
+
+    def __init__(self, stage: str, num_tasks: int, reason: str) -> None:
+        super().__init__(f"{stage}: Slurm refused to queue {num_tasks} job(s): {reason}")
+        self.stage = stage
+        self.num_tasks = num_tasks
+        self.reason = reason
+
+
+class LockLost(SpartaError, RuntimeError):
+    """This launcher's lock on the run directory was taken over (or it stalled too long to be sure it
+    was not); it stops before writing anything more."""
+
+
 class StageFailed(SpartaError, RuntimeError):
     """A job of a stage failed for good; carries the stage, the job id, the error and the path of its log."""
 

@@ -234,11 +234,15 @@ def sha256_path(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def canonical_adapter_config(folder: Path) -> None:
+def canonical_adapter_config(folder: Path, base_name: str | None = None) -> None:
     """Sort the lists of a PEFT ``adapter_config.json`` (``target_modules`` is saved from a set, in an order
-    that changes from process to process), so that the same adapter always has the same bytes and checksum."""
+    that changes from process to process), so that the same adapter always has the same bytes and checksum;
+    ``base_name``: the base as the run's records name it (relative inside the run directory), recorded as
+    ``base_model_name_or_path`` instead of the path the base was loaded from."""
     path = folder / "adapter_config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
+    if base_name is not None:
+        config["base_model_name_or_path"] = base_name
     for key, value in config.items():
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             config[key] = sorted(value)
@@ -273,12 +277,18 @@ def remove_temporaries(folder: Path) -> list[Path]:
 def staging_dir(out: Path) -> Iterator[Path]:
     """A fresh temporary sibling directory of ``out`` (mode from the umask) to write a directory into; when
     the block ends without an error it is renamed to ``out`` in one step, else removed. If another process
-    published ``out`` first (a concurrent build), its directory is kept and ours discarded."""
+    published ``out`` first (a concurrent build), its directory is kept and ours discarded. Everything in it
+    gets its mode from the umask before the rename: safetensors writes its files 0600 whatever the umask."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         tmp.chmod(DIR_MODE)
         yield tmp
+        for path in tmp.rglob("*"):
+            if not path.is_symlink():
+                path.chmod(
+                    DIR_MODE if path.is_dir() else FILE_MODE | (path.stat().st_mode & 0o111 & DIR_MODE)
+                )
         try:
             os.rename(tmp, out)
         except OSError:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 WRITE = """
+import os
 import sys
 from pathlib import Path
 from sparta_hpc.files import publish_text, staging_dir, write_json
@@ -18,6 +19,8 @@ write_json(root / "state.json", {})
 publish_text(root / "shard.jsonl", "{}\\n")
 with staging_dir(root / "adapter") as tmp:
     (tmp / "adapter_config.json").write_text("{}")
+    fd = os.open(tmp / "adapter_model.safetensors", os.O_CREAT | os.O_WRONLY, 0o600)  # as safetensors does
+    os.close(fd)
 """
 
 
@@ -29,3 +32,5 @@ def test_written_files_follow_the_umask(tmp_path: Path, umask: int, file_mode: i
     assert proc.returncode == 0, proc.stderr
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == {"state.json": file_mode, "shard.jsonl": file_mode, "adapter": dir_mode}
+    inside = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "adapter").iterdir()}
+    assert inside == {"adapter_config.json": file_mode, "adapter_model.safetensors": file_mode}

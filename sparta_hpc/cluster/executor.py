@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-from submitit.core.utils import JobPaths, UncompletedJobError
+from submitit.core.utils import FailedJobError, JobPaths, UncompletedJobError
 
+from sparta_hpc.cluster.limits import sbatch_reason
 from sparta_hpc.cluster.resources import ClusterConfig
-from sparta_hpc.errors import StageFailed
+from sparta_hpc.errors import StageFailed, SubmissionRejected
 from sparta_hpc.processes import ProcessIdentity, process_alive, process_identity
 
 ERROR, SUCCESS = "error", "success"
@@ -116,14 +117,22 @@ def submit_slurm(
     folder: Path,
     fn: Callable[..., Any],
     args_list: Sequence[tuple[Any, ...]],
+    parallelism: int | None = None,
 ) -> list[str]:
     """Submit ``fn(*args)`` for every args tuple as one Slurm array (a plain job for one); ids in order.
 
-    ``clean_env`` hides the SLURM_* variables of a launcher that itself runs as a Slurm job (``--detach``).
+    ``parallelism``: the array's share of ``array_parallelism`` when a stage's units are split into several
+    arrays. ``clean_env`` hides the SLURM_* variables of a launcher that itself runs as a Slurm job
+    (``--detach``). Raises ``SubmissionRejected`` with Slurm's reason when sbatch refuses the array.
     """
     executor = _slurm_executor(cluster, stage, folder)
-    with submitit.helpers.clean_env():
-        jobs = executor.map_array(Resumable(fn), *zip(*args_list, strict=True))
+    if parallelism is not None:
+        executor.update_parameters(slurm_array_parallelism=parallelism)
+    try:
+        with submitit.helpers.clean_env():
+            jobs = executor.map_array(Resumable(fn), *zip(*args_list, strict=True))
+    except FailedJobError as e:  # submitit's wrapper of sbatch's error output
+        raise SubmissionRejected(stage, len(args_list), sbatch_reason(str(e))) from None
     return [str(job.job_id) for job in jobs]
 
 

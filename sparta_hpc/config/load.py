@@ -17,15 +17,24 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from sparta_hpc.cluster.resources import check_preset, check_resource_keys, preset_path, split_preset
+from sparta_hpc.config.overrides import apply_indexed, did_you_mean, parse_overrides, yaml_problem
 from sparta_hpc.config.schema import SpartaConfig
 from sparta_hpc.engines.base import ModelConfig, adapter_problems, base_problems
 from sparta_hpc.errors import ConfigError
 from sparta_hpc.method.settings import PROFILES
+from sparta_hpc.tasks.own import read_rubric, task_file_keys
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "debug.yaml"
 
-RESULT_NEUTRAL_PREFIXES = ("cluster.", "run.iterations", "run.name", "run.tensorboard", "eval.units_per_task")
+RESULT_NEUTRAL_PREFIXES = (
+    "cluster.",
+    "run.iterations",
+    "run.name",
+    "run.tensorboard",
+    "eval.units_per_task",
+    "train.wandb",
+)
 """Keys that never change what a run computes: they may differ when a run is resumed."""
 
 
@@ -85,7 +94,7 @@ def load_config(
         overrides, preset = split_preset(overrides or [], preset)
         if preset is not None:
             layers.append(_read_preset(preset))
-        cli = _parse_overrides(overrides)
+        cli, indexed = parse_overrides(overrides)
         layers.append(("command line", cli))
         check_resource_keys(layers)
     except ValueError as e:
@@ -104,6 +113,10 @@ def load_config(
         merged = OmegaConf.merge(schema, _profile_preset(profile))
         for origin, layer in layers:
             merged = _merge(merged, layer, origin)
+        merged = apply_indexed(merged, indexed, valid_keys())
+        given = OmegaConf.to_container(merged.task)
+        assert isinstance(given, dict)
+        merged.task.merge_with(task_file_keys(merged.task.name, merged.task.data_dir, given))
         _check_models_complete(merged)
         cfg = OmegaConf.to_object(merged)
     except ConfigError:
@@ -122,7 +135,8 @@ def load_section(section: str, profile: str, overrides: Sequence[str] = ()) -> A
     cross-section checks). A bad key or value raises ConfigError with its ``key``."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SpartaConfig), _profile_preset(profile))
-        merged = _merge(merged, _parse_overrides(list(overrides)), "command line")
+        cli, indexed = parse_overrides(overrides)
+        merged = apply_indexed(_merge(merged, cli, "command line"), indexed, valid_keys())
         return OmegaConf.to_object(merged[section])
     except ConfigError:
         raise
@@ -185,20 +199,12 @@ def _read_yaml(path: Path) -> Any:
             raise ConfigError(f"{path}:{line}: the top level must be a mapping of sections, not {kind}")
         return OmegaConf.load(io.StringIO(text))
     except yaml.YAMLError as e:
-        at, problem = _yaml_problem(e)
+        at, problem = yaml_problem(e)
         raise ConfigError(f"{path}{'' if at is None else f':{at}'}: not valid YAML: {problem}") from None
     except ConfigError:
         raise
     except Exception as e:  # OmegaConf's own refusals (e.g. too many alias expansions)
         raise ConfigError(f"{path}: not a valid config: {_first_line(e)}") from None
-
-
-def _yaml_problem(e: yaml.YAMLError) -> tuple[int | None, str]:
-    """The 1-based line of a YAML error (None if unknown) and its problem, with the context's line."""
-    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or _first_line(e)
-    context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
-    inside = f" ({context} at line {context_mark.line + 1})" if context and context_mark is not None else ""
-    return (mark.line + 1 if mark is not None else None), f"{problem}{inside}"
 
 
 def _shape_problems(layer: Any, schema: Any, prefix: str = "") -> list[str]:
@@ -239,7 +245,8 @@ def _model_problems(name: str, value: Any) -> list[str]:
     if not OmegaConf.is_dict(value):
         return [f"{name} must be a mapping {{name, base, adapter}}, got {_kind(value)}"]
     return [
-        f"unknown key '{name}.{k}'; valid keys of a model: {', '.join(MODEL_KEYS)}"
+        f"unknown key '{name}.{k}'{did_you_mean(str(k), MODEL_KEYS)}; valid keys of a model: "
+        + ", ".join(MODEL_KEYS)
         for k in value
         if k not in MODEL_KEYS
     ]
@@ -265,23 +272,6 @@ def _check_models_complete(merged: Any) -> None:
         )
 
 
-def _parse_overrides(overrides: list[str]) -> Any:
-    for item in overrides:
-        if "=" not in item or item.startswith("="):
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. plan.alpha=0.5)")
-    try:
-        return OmegaConf.from_dotlist(overrides)
-    except yaml.YAMLError:  # a value that is not YAML: name the override
-        for item in overrides:
-            try:
-                OmegaConf.from_dotlist([item])
-            except yaml.YAMLError as e:
-                raise ConfigError(f"command line: {item}: not valid YAML: {_yaml_problem(e)[1]}") from None
-        raise
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"command line: {_first_line(e)}") from None
-
-
 def _merge(base: Any, other: Any, origin: str) -> Any:
     try:
         return OmegaConf.merge(base, other)
@@ -293,7 +283,10 @@ def _merge(base: Any, other: Any, origin: str) -> Any:
         if "not in" in msg or "Key" in msg and "not" in msg:
             section = key.rsplit(".", 1)[0] if key and "." in key else ""
             valid = [k for k in valid_keys() if k.startswith(section + ".")] if section else valid_keys()
-            raise ConfigError(f"{origin}: unknown key {key!r}; valid keys: {', '.join(valid)}", key) from None
+            hint = did_you_mean(str(key), valid_keys())
+            raise ConfigError(
+                f"{origin}: unknown key {key!r}{hint}; valid keys: {', '.join(valid)}", key
+            ) from None
         raise ConfigError(f"{origin}: {key}: {msg}", key) from None
 
 
@@ -350,8 +343,18 @@ def check_paths(cfg: SpartaConfig) -> None:
     if cfg.task.name != "synthetic" or extra:
         problems += _task_path_problems(cfg, extra)
     judge = cfg.eval.judge_model
-    if cfg.eval.every and "alpaca" in (cfg.task.name, *cfg.eval.tasks) and judge is not None:
+    judged = "alpaca" in (cfg.task.name, *cfg.eval.tasks) or cfg.task.metric == "judge"
+    judged_rubric = cfg.eval.judge_rubric_file if cfg.eval.every and judged else None
+    if cfg.eval.every and judged and judge is not None:
         problems += _model_path_problems("eval.judge_model", judge, "")
+    for key, rubric in (
+        ("judge.rubric_file", cfg.judge.rubric_file),
+        ("eval.judge_rubric_file", judged_rubric),
+    ):
+        try:
+            read_rubric(rubric, key)
+        except ConfigError as e:
+            problems.append(str(e))
     deepspeed = cfg.train.deepspeed_config
     if deepspeed is not None and not Path(deepspeed).is_file():
         problems.append(f"train.deepspeed={cfg.train.deepspeed!r}: path does not exist")

@@ -20,6 +20,8 @@ from sparta_hpc.training.dpo import TrainConfig
 
 MODES = ("sparta", "self_rewarding")
 """The values of ``run.mode``."""
+STAGE_LAYOUTS = ("auto", "separate", "combat")
+"""The values of ``run.stage_layout``."""
 
 
 @dataclass
@@ -38,6 +40,13 @@ class RunConfig:
     """``sparta``: the SPARTA loop; ``self_rewarding``: the baseline where each player judges its own answers
     and trains on its own best vs worst one (section ``selfreward``; no matches, ratings stay initial)."""
 
+    stage_layout: str = "auto"
+    """How generation and judging run: ``separate``: a generate array job, then a judge array job (each
+    loads its models); ``combat``: one task per generate shard generates both answers of its matches and has
+    the other players judge them with the engine it already loaded (every player must share one base);
+    ``auto``: ``combat`` when every player has the same base, else ``separate``. The records are identical;
+    under ``combat`` judging is split into ``generate.num_shards`` shards (``judge.num_shards`` is unused)."""
+
     tensorboard: bool = False
     """Write ratings, judge parse rates, DPO losses and eval metrics to ``RUN_DIR/tensorboard`` (needs the
     ``tensorboard`` package; never uses the network)."""
@@ -50,6 +59,11 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise ConfigError(
                 f"run.profile={self.profile!r} is not valid; allowed values: {', '.join(PROFILES)}"
+            )
+        if self.stage_layout not in STAGE_LAYOUTS:
+            raise ConfigError(
+                f"run.stage_layout={self.stage_layout!r} is not valid; "
+                f"allowed values: {', '.join(STAGE_LAYOUTS)}"
             )
 
 
@@ -95,6 +109,11 @@ class JudgeConfig:
     grade`` (no number that could anchor a weak judge); ``released``: ``like this: {"score": 7}`` (a concrete
     example score). Replies are parsed alike; ``method=logprob`` appends ``{"score": `` to either prompt and
     reads the next token. The Alpaca evaluation judge always uses ``default``."""
+    rubric_file: str | None = None
+    """A judge prompt of your own (a UTF-8 text file) instead of the built-in one and ``rubric``:
+    ``{question}`` and ``{response}`` are filled, other text is kept; it must ask for ``{"score": N}``, N
+    1-10 (the parser and the logprob judge read that). Read by every judge job: keep it unchanged during a
+    run. Null: the built-in prompt."""
     num_shards: int = 1
     """Judging array tasks per iteration."""
     chunk_size: int = 64
@@ -188,8 +207,10 @@ def _check_eval(cfg: SpartaConfig) -> None:
             f"eval.tasks={list(cfg.eval.tasks)} lists the training task {cfg.task.name!r}; it is always "
             "evaluated: list only other tasks"
         )
-    if "alpaca" in (cfg.task.name, *cfg.eval.tasks) and judge is None:
+    judged = "alpaca" in (cfg.task.name, *cfg.eval.tasks) or cfg.task.metric == "judge"
+    if judged and judge is None:
         where = "task.name=alpaca" if cfg.task.name == "alpaca" else "alpaca (in eval.tasks)"
+        where = "task.metric=judge" if cfg.task.metric == "judge" else where
         raise ConfigError(
             f"{where} is scored by an LLM judge: set eval.judge_model={{name, base, adapter}} "
             "(a model that is not a player), or eval.every=0 to turn evaluation off"

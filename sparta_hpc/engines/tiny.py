@@ -149,16 +149,19 @@ def build_tiny_adapter(
     rank: int = 8,
     alpha: int = 16,
     targets: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    base_name: str | None = None,
 ) -> Path:
     """Build (or reuse) a LoRA adapter for ``base_dir`` whose A and B matrices are random from ``seed``.
 
     Unlike PEFT's default init (B = 0, identical to the base), different seeds give different players.
+    ``base_name``: the base's name in the adapter's config (default: ``base_dir``).
     """
     out = Path(out_dir)
     if _is_complete(out, ADAPTER_FILES):
         return out
     with staging_dir(out) as tmp:
         _write_adapter(Path(base_dir), tmp, seed, rank, alpha, tuple(targets))
+        canonical_adapter_config(tmp, base_name)
     return out
 
 

@@ -16,8 +16,9 @@ from typing import Any
 from sparta_hpc.config import SpartaConfig, load_saved_config
 from sparta_hpc.engines.base import ModelSpec, Request
 from sparta_hpc.errors import RecordError
-from sparta_hpc.files import jsonl_text, parse_records, publish_text, read_json, read_jsonl
+from sparta_hpc.files import jsonl_text, parse_records, publish_text, read_jsonl
 from sparta_hpc.method.types import Match
+from sparta_hpc.store.models import read_models, user_paths
 from sparta_hpc.store.progress import UnitProgress
 from sparta_hpc.store.rundir import RunDir
 
@@ -72,8 +73,9 @@ def trusted_bases(cfg: SpartaConfig) -> set[str]:
     return {m.base for m in models if m.trust_remote_code}
 
 
-def players_at(run: RunDir, t: int) -> dict[str, dict[str, str | None]]:
-    return read_json(run.players(t))
+def players_at(run: RunDir, t: int, cfg: SpartaConfig) -> dict[str, dict[str, str | None]]:
+    """Each player's base and adapter at the start of iteration t, as absolute paths of this run directory."""
+    return read_models(run, run.players(t), user_paths([*cfg.models, cfg.eval.judge_model]))
 
 
 def load_engine(cfg: SpartaConfig, players: dict[str, dict[str, str | None]]) -> Any:

@@ -7,7 +7,6 @@ from typing import Any
 
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
-from sparta_hpc.files import read_json
 from sparta_hpc.jobs.common import (
     attempt_id,
     load_engine,
@@ -20,10 +19,13 @@ from sparta_hpc.jobs.common import (
     stable_seed,
 )
 from sparta_hpc.jobs.models import eval_judge_model
+from sparta_hpc.store.models import evaluated_models, user_paths
 from sparta_hpc.store.progress import UnitProgress
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.tasks import evaluation
 from sparta_hpc.tasks.evaluation import EvalRecord, EvalUnit
+from sparta_hpc.tasks.own import read_rubric
+from sparta_hpc.tasks.pool import task_template
 from sparta_hpc.tasks.prompts import build_prompt
 from sparta_hpc.tasks.schema import TaskExample
 
@@ -40,14 +42,14 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
     todo = [u for u in mine if not run.eval_records(t, u.label, u.player, u.split, u.shard, u.task).exists()]
     if not todo:
         return -1
-    models = read_json(run.eval_models(t))
+    models = evaluated_models(run, t, user_paths([*cfg.models, cfg.eval.judge_model]))
     players = {_eval_name(u): models[u.label][u.player] for u in todo}
     cache: list[Any] = []
 
     def engine() -> Any:
         if not cache:
             set_threads(cfg, "evaluate")
-            if evaluation.ALPACA in (cfg.task.name, *cfg.eval.tasks):
+            if evaluation.needs_judge(cfg.task, cfg.eval):
                 players[evaluation.JUDGE] = eval_judge_model(run, cfg)
             cache.append(load_engine(cfg, players))
         return cache[0]
@@ -85,21 +87,23 @@ def _evaluate_unit(
 ) -> int:
     """Answer and score one unit's examples chunk by chunk; write its record file."""
     by_id = {e.id: e for e in examples}
-    task_name = u.task or cfg.task.name
+    task = evaluation.unit_task(cfg.task, u.task)
     requests = [
         Request(
             request_id=e.id,
             model=_eval_name(u),
-            prompt=build_prompt(task_name, e),
+            prompt=build_prompt(task.name, e, task_template(task)),
             seed=stable_seed(cfg.run.seed, "evaluate", e.id),
         )
         for e in examples
     ]
     sampling = Sampling(max_new_tokens=cfg.eval.max_new_tokens, greedy=True)
+    judged = evaluation.needs_judge(cfg.task, cfg.eval)
+    rubric = read_rubric(cfg.eval.judge_rubric_file, "eval.judge_rubric_file") if judged else None
 
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
         completions = engine().generate(chunk, sampling)
-        scored = evaluation.score_answers(task_name, cfg.eval, engine(), chunk, completions, by_id)
+        scored = evaluation.score_answers(task, cfg.eval, engine(), chunk, completions, by_id, rubric)
         return [
             EvalRecord(
                 id=r.request_id,

@@ -64,7 +64,7 @@ def generate_shard(run_root: str, t: int, shard: int) -> int:
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
         if not engine:
             set_threads(cfg, "generate")
-            engine.append(load_engine(cfg, players_at(run, t)))
+            engine.append(load_engine(cfg, players_at(run, t, cfg)))
         return [
             Generation(
                 match_id=r.request_id.rsplit("/", 1)[0],

@@ -23,6 +23,8 @@ from sparta_hpc.jobs.generate import read_generations
 from sparta_hpc.method import judging
 from sparta_hpc.method.types import Judgment, Match, Score
 from sparta_hpc.store.rundir import RunDir
+from sparta_hpc.tasks.own import read_rubric
+from sparta_hpc.tasks.prompts import render_judge
 
 
 def judge_requests(
@@ -30,8 +32,9 @@ def judge_requests(
 ) -> list[Request]:
     """Every non-competing player judges both responses of every match, one request per response."""
     prefix = judging.SCORE_PREFIX if cfg.judge.method == "logprob" else ""
+    rubric = read_rubric(cfg.judge.rubric_file, "judge.rubric_file")
     if cfg.run.mode == "self_rewarding":
-        return _self_requests(cfg, t, matches, responses, prefix)
+        return _self_requests(cfg, t, matches, responses, prefix, rubric)
     requests = []
     for m in matches:
         for judge in cfg.player_names:
@@ -42,15 +45,23 @@ def judge_requests(
                     Request(
                         request_id=f"{m.match_id}/{judge}/{side}",
                         model=judge,
-                        prompt=judging.judge_prompt(
-                            m.prompt, responses[(m.match_id, player)], cfg.judge.rubric
-                        ),
+                        prompt=_judge_prompt(cfg, rubric, m.prompt, responses[(m.match_id, player)]),
                         seed=stable_seed(cfg.run.seed, t, m.match_id, judge, side),
                         assistant_prefix=prefix,
                         max_prompt_tokens=cfg.judge.max_prompt_tokens,
                     )
                 )
     return requests
+
+
+def _judge_prompt(
+    cfg: SpartaConfig, rubric: str | None, question: str, response: str, self_judge: bool = False
+) -> str:
+    """The judge prompt: ``judge.rubric_file``'s text when set, else the built-in prompt (with
+    ``judge.rubric`` in tournaments, its default in self-rewarding judging)."""
+    if rubric is not None:
+        return render_judge(rubric, question, response)
+    return judging.judge_prompt(question, response, *(() if self_judge else (cfg.judge.rubric,)))
 
 
 def judge_shard(run_root: str, t: int, shard: int) -> int:
@@ -73,7 +84,7 @@ def judge_shard(run_root: str, t: int, shard: int) -> int:
     def compute(chunk: list[Request]) -> list[dict[str, Any]]:
         if not engine:
             set_threads(cfg, "judge")
-            engine.append(load_engine(cfg, players_at(run, t)))
+            engine.append(load_engine(cfg, players_at(run, t, cfg)))
         if j.method == "logprob":
             return [
                 {"request_id": r.request_id, "score": e.score, "raw": ""}
@@ -98,14 +109,19 @@ def judge_shard(run_root: str, t: int, shard: int) -> int:
 
 
 def _self_requests(
-    cfg: SpartaConfig, t: int, matches: list[Match], responses: dict[tuple[str, str], str], prefix: str
+    cfg: SpartaConfig,
+    t: int,
+    matches: list[Match],
+    responses: dict[tuple[str, str], str],
+    prefix: str,
+    rubric: str | None,
 ) -> list[Request]:
     """``run.mode=self_rewarding``: the player of every self match scores each of its own answers."""
     return [
         Request(
             request_id=f"{sid}/{player}",
             model=player,
-            prompt=judging.judge_prompt(m.prompt, responses[(sid, player)]),
+            prompt=_judge_prompt(cfg, rubric, m.prompt, responses[(sid, player)], self_judge=True),
             seed=stable_seed(cfg.run.seed, t, sid, player, "self"),
             assistant_prefix=prefix,
             max_prompt_tokens=cfg.judge.max_prompt_tokens,

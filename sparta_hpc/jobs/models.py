@@ -5,6 +5,7 @@ from __future__ import annotations
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import TINY
 from sparta_hpc.jobs.common import open_run, stable_seed
+from sparta_hpc.store.models import stored
 from sparta_hpc.store.rundir import RunDir
 
 
@@ -19,9 +20,9 @@ def prepare_models(run_root: str) -> dict[str, dict[str, str | None]]:
         adapter = m.adapter
         if adapter == TINY:
             seed = stable_seed(cfg.tiny.seed, "adapter", i, m.name)
-            adapter = str(
-                build_tiny_adapter(base, run.initial_adapter(m.name), seed=seed, rank=cfg.tiny.lora_rank)
-            )
+            out = run.initial_adapter(m.name)
+            rank, name = cfg.tiny.lora_rank, stored(run, base)  # relative inside the run: relocatable
+            adapter = str(build_tiny_adapter(base, out, seed=seed, rank=rank, base_name=name))
         players[m.name] = {"base": base, "adapter": adapter}
     return players
 
@@ -36,7 +37,6 @@ def eval_judge_model(run: RunDir, cfg: SpartaConfig) -> dict[str, str | None]:
     adapter = judge.adapter
     if adapter == TINY:
         seed = stable_seed(cfg.tiny.seed, "eval-judge", judge.name)
-        adapter = str(
-            build_tiny_adapter(base, run.eval_judge_adapter(judge.name), seed=seed, rank=cfg.tiny.lora_rank)
-        )
+        out, name = run.eval_judge_adapter(judge.name), stored(run, base)
+        adapter = str(build_tiny_adapter(base, out, seed=seed, rank=cfg.tiny.lora_rank, base_name=name))
     return {"base": base, "adapter": adapter}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Any
 
 from sparta_hpc.files import read_json, write_json
 from sparta_hpc.jobs.common import attempt_id, has_cuda, open_run, players_at, set_threads, stable_seed
+from sparta_hpc.store.models import stored
 from sparta_hpc.store.progress import UnitProgress
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.training.data import data_line, drop_warning, sum_data
@@ -26,12 +28,17 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
     progress = UnitProgress.open(run, t, "train", player, attempt_id(), chunks_total=0, items_total=1)
     work = run.train_attempt(t, player, progress.attempt)
     adopt_checkpoint(work, run.train_work(t, player))
-    spec = players_at(run, t)[player]
+    spec = players_at(run, t, cfg)[player]
+    if cfg.train.wandb:  # one W&B run per player and iteration, its files in the run directory
+        os.environ.setdefault("WANDB_DIR", str(run.root))
+        os.environ.setdefault("WANDB_PROJECT", cfg.run.name)
+        os.environ["WANDB_NAME"] = f"iter_{t:03d}-{player}"
     stats = run_dpo_job(
         cfg.train,
         base=str(spec["base"]),
         adapter_in=spec["adapter"],
         adapter_out=str(out),
+        base_name=stored(run, spec["base"]),
         pairs_path=str(
             run.player_preferences(t, player) if cfg.run.mode == "self_rewarding" else run.preferences(t)
         ),
@@ -39,6 +46,10 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
         seed=stable_seed(cfg.run.seed, t, "train", player),
         use_cpu=not has_cuda(),
     )
+    if cfg.train.wandb:
+        import wandb
+
+        wandb.finish()  # the next player trained in this process starts its own run
     write_json(run.train_stats(t, player), stats)
     progress.finish()
     shutil.rmtree(work, ignore_errors=True)  # other attempts' folders: removed by the launcher (train stage)

@@ -18,7 +18,7 @@ from sparta_hpc.errors import StateError
 from sparta_hpc.files import atomic_write_text, dump_json, parse_records, read_json
 from sparta_hpc.method.preferences import judge_weights
 from sparta_hpc.method.types import JudgedMatch
-from sparta_hpc.report import analysis, plots
+from sparta_hpc.report import analysis, plots, training
 from sparta_hpc.report.render import render_html, render_markdown
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.store.state import RunState, load_state
@@ -194,6 +194,8 @@ def build_report(run: RunDir, out: Path) -> dict[str, Any]:
     files = write_leaderboard(out, boards)
     result_files, points = evaluation_results(run, state, out)
     figures = write_plots(out, cfg, boards, pooled, points)
+    steps = training.dpo_steps(run, range(state.iterations_total), cfg.player_names)
+    atomic_write_text(out / "dpo_steps.csv", training.steps_csv(steps))
     results_md = next((p for p in result_files if p.suffix == ".md"), None)
     table = read_csv(next((p for p in result_files if p.name == "results.csv"), None))
     doc = {
@@ -205,10 +207,18 @@ def build_report(run: RunDir, out: Path) -> dict[str, Any]:
         "results_table": table,
         "results_markdown": results_md.read_text(encoding="utf-8") if results_md else None,
         "config_yaml": run.config_file.read_text(encoding="utf-8"),
+        "dpo": training.summary_cells(steps),
     }
     atomic_write_text(out / "report.md", render_markdown(doc))
     atomic_write_text(out / "report.html", render_html(doc))
-    written = [*files, *result_files, *figures.values(), out / "report.md", out / "report.html"]
+    written = [
+        *files,
+        *result_files,
+        *figures.values(),
+        out / "dpo_steps.csv",
+        out / "report.md",
+        out / "report.html",
+    ]
     return {"out": out, "files": written, "iterations": [b.iteration for b in boards]}
 
 

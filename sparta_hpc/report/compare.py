@@ -75,7 +75,7 @@ def summarize_run(root: Path) -> RunSummary:
     row = {
         "profile": cfg.run.profile,
         "task": cfg.task.name,
-        "metric": metric_name(cfg.task.name),
+        "metric": metric_name(cfg.task.name, cfg.task.metric),
         "chosen_iteration": sparta.label,
         "chosen_player": sparta.player,
         "chosen_val": sparta.val,

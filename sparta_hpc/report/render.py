@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sparta_hpc.report.training import SUMMARY_HEADERS
+
 CAPTIONS = {
     "trajectories": "Reputation trajectories (SPARTA, ±1.96 deviation) and Bradley-Terry ratings with "
     "bootstrap 95% confidence intervals, per iteration.",
@@ -21,6 +23,11 @@ CAPTIONS = {
     "judge_agreement": "Share of the matches two judges both scored where they picked the same winner.",
     "evaluation": "Evaluation metric of every player after each evaluated iteration.",
 }
+DPO_NOTE = (
+    "TRL's per-step metrics of every player's DPO job (all steps in dpo_steps.csv): the first and last "
+    "logged loss, the mean reward margin (chosen minus rejected) and the mean share of pairs with a "
+    "positive margin."
+)
 LEADERBOARD_HEADERS = ("#", "player", "reputation", "deviation", "BT", "BT 95% CI", "W-L-T")
 JUDGE_HEADERS = ("judge", "usable", "failed", "missing", "parse failures", "agreement with aggregate")
 
@@ -116,6 +123,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         parts.append(md_table(*_results_cells(doc["results_table"])))
     else:
         parts.append("No evaluation results in this run.")
+    parts += ["## DPO training", DPO_NOTE]
+    if doc.get("dpo"):
+        parts.append(md_table(SUMMARY_HEADERS, doc["dpo"]))
     parts += ["## Resolved config", "```yaml\n" + doc["config_yaml"].rstrip() + "\n```"]
     return "\n\n".join(parts) + "\n"
 
@@ -190,6 +200,7 @@ def render_html(doc: dict[str, Any]) -> str:
     table = doc["results_table"]
     results = html_table(*_results_cells(table)) if table else "<p>No evaluation results in this run.</p>"
     run = html.escape(doc["run_dir"])
+    dpo = html_table(SUMMARY_HEADERS, doc["dpo"]) if doc.get("dpo") else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>SPARTA report: {run}</title>
 <style>{STYLE}</style><script>{CHECK_SCRIPT}</script></head>
@@ -198,6 +209,7 @@ def render_html(doc: dict[str, Any]) -> str:
 {_boards_html(doc["boards"])}
 <h2>Plots</h2>{figures}
 <h2>Evaluation results</h2>{results}
+<h2>DPO training</h2><p>{html.escape(DPO_NOTE)}</p>{dpo}
 <h2>Resolved config</h2><pre>{html.escape(doc["config_yaml"])}</pre>
 <footer id="report-check">report-check: not loaded</footer>
 </body></html>

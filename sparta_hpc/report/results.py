@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from sparta_hpc.config import load_saved_config
 from sparta_hpc.errors import StateError
 from sparta_hpc.files import atomic_write_text, parse_records
 from sparta_hpc.report.render import md_table
+from sparta_hpc.store.models import evaluated_models, stored, user_paths
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.store.state import load_state
 from sparta_hpc.tasks.evaluation import (
@@ -54,6 +55,10 @@ class EvalResults:
     """Answers without a score (failed Alpaca judgments), left out of the means."""
     extra_tasks: tuple[str, ...] = ()
     """``eval.tasks``: reported in extra columns, never used to choose a model."""
+    metric: str | None = None
+    """``task.metric`` of a task of your own (null: the built-in task's metric)."""
+    adapters: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    """``adapters[label][player]``: the evaluated adapter, relative to the run directory when inside it."""
 
     @property
     def extra_keys(self) -> list[str]:
@@ -89,9 +94,14 @@ def collect(run: RunDir) -> EvalResults:
     if state is None:
         raise StateError(f"{run.state_file} does not exist: {run.root} is not a run directory")
     records: list[EvalRecord] = []
+    adapters: dict[str, dict[str, str | None]] = {}
+    keep = user_paths([*cfg.models, cfg.eval.judge_model])
     for t in sorted(int(k) for k in state.stages):
         if not state.is_done(t, "evaluate"):
             continue
+        evaluated = evaluated_models(run, t, keep) if run.eval_models(t).exists() else {}  # none: not due
+        for label, models in evaluated.items():
+            adapters[label] = {p: stored(run, spec["adapter"]) for p, spec in models.items()}
         for u in plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations):
             path = run.eval_records(t, u.label, u.player, u.split, u.shard, u.task)
             records += parse_records(path, EvalRecord.from_dict)
@@ -102,6 +112,8 @@ def collect(run: RunDir) -> EvalResults:
         scores=scores,
         unscored=unscored,
         extra_tasks=tuple(cfg.eval.tasks),
+        metric=cfg.task.metric,
+        adapters=adapters,
     )
 
 
@@ -137,13 +149,20 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return out.getvalue()
 
 
-def csv_text(rows: Sequence[ResultRow], extra_keys: Sequence[str] = ()) -> str:
+def csv_text(
+    rows: Sequence[ResultRow],
+    extra_keys: Sequence[str] = (),
+    adapters: dict[str, dict[str, str | None]] | None = None,
+) -> str:
     """``results.csv``: ``kind,iteration,player,val,test`` (floats at full precision, empty when missing),
-    then one ``<task>/<split>`` column per ``eval.tasks`` task and split."""
-    return _csv(
-        ("kind", "iteration", "player", "val", "test", *extra_keys),
-        [(r.kind, r.label, r.player, r.val, r.test, *(r.extra or [None] * len(extra_keys))) for r in rows],
-    )
+    then one ``<task>/<split>`` column per ``eval.tasks`` task and split, then (with ``adapters``) the
+    ``adapter`` of the row's model: relative to the run directory when inside it, empty for a bare base."""
+    table = [[r.kind, r.label, r.player, r.val, r.test, *(r.extra or [None] * len(extra_keys))] for r in rows]
+    if adapters is None:
+        return _csv(("kind", "iteration", "player", "val", "test", *extra_keys), table)
+    for line, r in zip(table, rows, strict=True):
+        line.append(adapters.get(r.label or "", {}).get(r.player or ""))
+    return _csv(("kind", "iteration", "player", "val", "test", *extra_keys, "adapter"), table)
 
 
 def models_csv_text(res: EvalResults) -> str:
@@ -164,7 +183,7 @@ def _fmt(value: float | None) -> str:
 
 def markdown_text(res: EvalResults) -> str:
     """``results.md``: the results table, then one model x iteration table per split."""
-    metric = metric_name(res.task)
+    metric = metric_name(res.task, res.metric)
     lines = [f"# Results: {res.task}", "", f"Metric: {metric}, mean over each split's examples.", ""]
     if res.unscored:
         lines += [f"{res.unscored} answers could not be scored (failed judgments) and are left out.", ""]
@@ -195,7 +214,7 @@ def plot_rows(res: EvalResults) -> list[dict[str, Any]]:
             "iteration": label_order(label),
             "player": p,
             "split": split,
-            "metric": metric_name(res.task),
+            "metric": metric_name(res.task, res.metric),
             "value": v,
         }
         for label in res.labels
@@ -209,7 +228,7 @@ def write_results(run: RunDir, out_dir: Path) -> list[Path]:
     """Write ``results.csv``, ``results_by_model.csv`` and ``results.md`` into ``out_dir``; return them."""
     res = collect(run)
     files = {
-        "results.csv": csv_text(selection_rows(res), res.extra_keys),
+        "results.csv": csv_text(selection_rows(res), res.extra_keys, res.adapters),
         "results_by_model.csv": models_csv_text(res),
         "results.md": markdown_text(res),
     }

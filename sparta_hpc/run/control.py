@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sparta_hpc.cluster.sacct import Sacct, scancel
+from sparta_hpc.cluster.sacct import scancel
+from sparta_hpc.cluster.squeue import job_statuses
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.errors import LockHeld, SlurmError, StateError
 from sparta_hpc.files import read_json, write_json
@@ -41,7 +42,7 @@ def detach(cfg: SpartaConfig, run: RunDir, entry: Callable[[Any], int], spec: An
         pass
     previous = detached_job(run)
     if previous is not None:
-        status = (Sacct().query([previous]) or {}).get(previous)
+        status = (job_statuses([previous]) or {}).get(previous)
         if status is not None and status.live:
             raise LockHeld(f"{run.root} is driven by launcher job {previous} ({status.state.lower()})")
     job_id = executor.submit_slurm(cfg.cluster, "launcher", run.launcher_jobs, entry, [(spec,)])[0]
@@ -67,9 +68,9 @@ def cancel(root: Path) -> list[str]:
         state = load_state(run)
         assert state is not None
         launchers = sorted({j for j in (state.launcher_job, detached_job(run)) if j})
-        statuses = Sacct().query([*launchers, *state.job_ids()])
+        statuses = job_statuses([*launchers, *state.job_ids()])
         if statuses is None:
-            raise SlurmError("sacct failed: cannot tell which jobs still run; try again")
+            raise SlurmError("sacct and squeue failed: cannot tell which jobs still run; try again")
         for group in (launchers, state.job_ids()):  # the launcher first: it might resubmit
             ids = [j for j in group if j not in cancelled and j in statuses and statuses[j].live]
             error = scancel(ids)

@@ -9,6 +9,7 @@ from sparta_hpc.config import SpartaConfig
 from sparta_hpc.files import parse_records, read_json
 from sparta_hpc.jobs.generate import read_generations
 from sparta_hpc.method.types import JudgedMatch, Judgment, Match, PlayerRating, RatingTable
+from sparta_hpc.store import models
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.tasks import evaluation
 
@@ -51,23 +52,18 @@ def ratings_at_start(t: int, cfg: SpartaConfig, run: RunDir) -> RatingTable:
     return read_ratings(run, t - 1)
 
 
-def players_after(t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
+def own_paths(cfg: SpartaConfig) -> set[str]:
+    """The model paths the config names (kept as they are when a record is read: ``store/models.py``)."""
+    return models.user_paths([*cfg.models, cfg.eval.judge_model])
+
+
+def players_after(t: int, cfg: SpartaConfig, run: RunDir) -> dict[str, dict[str, str | None]]:
     """Each player's base and adapter after iteration t: its trained adapter, or the old one if untrained."""
-    previous = read_json(run.players(t))
-    report = read_json(run.rate_report(t))
-    if not report["num_pairs"]:
-        return previous
-    trained = report.get("pairs_per_player")  # self_rewarding: a player without own pairs is not trained
-    return {
-        p: {"base": spec["base"], "adapter": str(run.adapter(t, p))}
-        if trained is None or trained[p]
-        else spec
-        for p, spec in previous.items()
-    }
+    return models.players_after(t, run, own_paths(cfg))
 
 
-def eval_players(label: str, t: int, run: RunDir) -> dict[str, dict[str, str | None]]:
+def eval_players(label: str, t: int, cfg: SpartaConfig, run: RunDir) -> dict[str, dict[str, str | None]]:
     """Each player's base and adapter as evaluated under ``label``: the initial ones, or those after t."""
     if label == evaluation.INITIAL:
-        return read_json(run.players(0))
-    return players_after(t, run)
+        return models.read_models(run, run.players(0), own_paths(cfg))
+    return players_after(t, cfg, run)

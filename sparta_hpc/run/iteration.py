@@ -38,6 +38,7 @@ from sparta_hpc.run.inputs import (
 from sparta_hpc.run.resume import open_state, sync_summary
 from sparta_hpc.run.scheduler import Runner, StageJobs
 from sparta_hpc.store.events import STAGE_END, STAGE_START, EventLog
+from sparta_hpc.store.models import stored_models
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.store.state import (
     LauncherLock,
@@ -153,7 +154,7 @@ def plan(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
             iteration=t,
         )
     write_jsonl(run.matches(t), [m.to_dict() for m in matches])
-    write_json(run.players(t), players)
+    write_json(run.players(t), stored_models(run, players))  # relative inside the run: relocatable
     return [run.matches(t), run.players(t)], {"matches": len(matches)}
 
 
@@ -220,7 +221,8 @@ def evaluate(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> StageResult:
     labels = evaluation.labels(t, cfg.eval.every, cfg.run.iterations)
     if not labels:
         return [], {"evaluated": False}
-    write_json(run.eval_models(t), {label: eval_players(label, t, run) for label in labels})
+    evaluated = {label: stored_models(run, eval_players(label, t, cfg, run)) for label in labels}
+    write_json(run.eval_models(t), evaluated)
     units = evaluation.plan_units(t, cfg.player_names, cfg.eval, cfg.run.iterations)
     tasks = evaluation.task_units(units, cfg.eval.units_per_task)
     num_tasks = len(tasks)
@@ -251,4 +253,4 @@ def _players_at_start(t: int, cfg: SpartaConfig, run: RunDir, ex: Runner) -> dic
     """Each player's base and adapter at the start of iteration t (built at t = 0, in a small CPU job)."""
     if t == 0:
         return ex.run(StageJobs(0, "plan", jobs.prepare_models, {"models": (str(run.root),)}))["models"]
-    return players_after(t - 1, run)
+    return players_after(t - 1, cfg, run)

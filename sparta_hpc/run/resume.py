@@ -16,8 +16,9 @@ from sparta_hpc.config import (
     to_yaml,
 )
 from sparta_hpc.errors import ConfigChanged
-from sparta_hpc.files import atomic_write_text, read_json
-from sparta_hpc.run.inputs import players_after, rating_history, ratings_at_start
+from sparta_hpc.files import atomic_write_text
+from sparta_hpc.run.inputs import own_paths, players_after, rating_history, ratings_at_start
+from sparta_hpc.store.models import read_models, stored
 from sparta_hpc.store.rundir import STAGES, RunDir
 from sparta_hpc.store.state import (
     RunState,
@@ -81,6 +82,9 @@ def sync_summary(state: RunState, cfg: SpartaConfig, run: RunDir) -> None:
     state.rating_history = rating_history(run, t)
     players_file = run.players(0)
     if t > 0:
-        state.adapters = {p: spec["adapter"] for p, spec in players_after(t - 1, run).items()}
+        players = players_after(t - 1, cfg, run)
     elif players_file.exists():
-        state.adapters = {p: spec["adapter"] for p, spec in read_json(players_file).items()}
+        players = read_models(run, players_file, own_paths(cfg))
+    else:
+        return
+    state.adapters = {p: stored(run, spec["adapter"]) for p, spec in players.items()}  # relocatable

@@ -1,4 +1,4 @@
-"""The run state: one small schema-versioned JSON file, written atomically, and the launcher lock.
+"""The run state: one small schema-versioned JSON file, written atomically (the launcher lock: ``lock.py``).
 
 The state says which stage of which iteration is done (with checksums of its outputs), the ratings after the
 last committed iteration, their history, and every player's current adapter. Records themselves live in the
@@ -7,20 +7,15 @@ stage folders; the state only points at them, so a lost or altered record is not
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import json
-import os
-import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from sparta_hpc.errors import LockHeld, StateError
-from sparta_hpc.files import read_json, sha256_path, unwritable, write_json
+from sparta_hpc.errors import StateError
+from sparta_hpc.files import read_json, sha256_path, write_json
 from sparta_hpc.method.types import PlayerRating, RatingTable
-from sparta_hpc.processes import process_identity
+from sparta_hpc.store.lock import LauncherLock as LauncherLock  # where the launcher takes it from
+from sparta_hpc.store.lock import check_lock
 from sparta_hpc.store.rundir import STAGES, RunDir
 
 SCHEMA_VERSION = 1
@@ -145,6 +140,8 @@ def load_state(run: RunDir) -> RunState | None:
 
 
 def save_state(run: RunDir, state: RunState) -> None:
+    """Write the state, after checking that this process still holds the run's lock if it took it."""
+    check_lock(run.lock_file)
     write_json(run.state_file, state.to_dict())
 
 
@@ -177,101 +174,3 @@ def leaderboard_text(rows: list[dict[str, Any]], *, change: bool = False) -> str
             line += f"  {'' if r['change'] is None else format(r['change'], '+9.4f'):>9}"
         lines.append(line)
     return "\n".join(lines)
-
-
-class LauncherLock:
-    """An exclusive lock on the run directory, held for the launcher's lifetime.
-
-    ``flock`` is released by the kernel when the holder dies, so a killed launcher never leaves a stale lock;
-    the file's text names the holder for the error message of a second launcher.
-    """
-
-    def __init__(self, run: RunDir) -> None:
-        self.path = run.lock_file
-        self._file: IO[str] | None = None
-
-    def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while locked
-        except OSError as e:
-            raise _unwritable(self.path, e) from None
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(f)
-            f.close()
-            raise LockHeld(
-                f"run directory {self.path.parent} is driven by another launcher ({holder}); "
-                "wait for it to end or stop it first"
-            ) from None
-        record = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started": process_identity(os.getpid())[1],
-            "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        try:
-            f.seek(0)
-            f.truncate()
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-        except OSError as e:
-            f.close()  # and with it the lock
-            raise _unwritable(self.path, e) from None
-        self._file = f
-
-    def release(self) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> LauncherLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-HOLDER_WAIT_S = 1.0
-"""How long a refused launcher waits for the holder's record (written just after the holder got the lock)."""
-
-
-def _holder(f: IO[str]) -> str:
-    """The text of the lock file, once it names a live holder: a launcher that has just taken the lock has
-    not replaced the previous (dead) launcher's record yet, so a record naming a process gone from this host
-    is read again for up to ``HOLDER_WAIT_S``."""
-    deadline = time.monotonic() + HOLDER_WAIT_S
-    while True:
-        f.seek(0)
-        text = f.read().strip()
-        if _names_live_process(text) or time.monotonic() > deadline:
-            return text or "unknown"
-        time.sleep(0.05)
-
-
-def _names_live_process(text: str) -> bool:
-    """Whether a lock record names a live process (or one on another host, which cannot be checked)."""
-    try:
-        record = json.loads(text)
-        pid = int(record["pid"])
-    except (ValueError, TypeError, KeyError):
-        return False
-    if record.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def _unwritable(path: Path, error: OSError) -> Exception:
-    """``RunDirUnwritable`` for a lock file the file system does not let us write; other errors as is."""
-    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
-        return unwritable(path, error.errno)
-    return error

@@ -18,7 +18,8 @@ from sparta_hpc.errors import TaskDataError
 from sparta_hpc.method import judging
 from sparta_hpc.tasks import metrics
 from sparta_hpc.tasks.convert import synthetic_task
-from sparta_hpc.tasks.pool import TaskConfig, prompt_pool
+from sparta_hpc.tasks.pool import TaskConfig, prompt_pool, task_template
+from sparta_hpc.tasks.prompts import build_prompt, render_judge
 from sparta_hpc.tasks.schema import SYNTHETIC, TASK_NAMES, TaskExample, read_split
 
 INITIAL = "initial"
@@ -54,11 +55,14 @@ class EvalConfig:
     chunk_size: int = 64
     """Examples per saved chunk: a preempted task resumes after its last saved chunk."""
     judge_model: ModelConfig | None = None
-    """The judge of ``task.name=alpaca`` (required there, unused by other tasks)."""
+    """The judge of ``task.name=alpaca`` and of ``task.metric=judge`` (required there, unused otherwise)."""
     judge_method: str = "generate"
     """Alpaca judge: ``generate`` (greedy decode, parse ``{"score": N}``) or ``logprob`` (expected score)."""
     judge_max_new_tokens: int = 32
     """Greedy tokens of a decoded Alpaca judgment."""
+    judge_rubric_file: str | None = None
+    """A judge prompt of your own for ``eval.judge_model`` (as ``judge.rubric_file``: ``{question}`` and
+    ``{response}``, asking for ``{"score": N}``); null: the built-in prompt with its ``default`` rubric."""
     tasks: list[str] = field(default_factory=list)
     """Extra tasks to evaluate on besides the training task (unseen-task generalisation), each read from
     ``task.data_dir/<name>/{val,test}.jsonl`` (or ``synthetic``), on the same ``eval.splits``. Empty: only the
@@ -141,8 +145,16 @@ def plan_units(t: int, players: Sequence[str], cfg: EvalConfig, iterations: int)
 
 
 def unit_task(task: TaskConfig, unit_task_name: str | None) -> TaskConfig:
-    """The task a unit evaluates on: the training task, or an ``eval.tasks`` task (same data folder)."""
-    return task if unit_task_name is None else replace(task, name=unit_task_name)
+    """The task a unit evaluates on: the training task, or an ``eval.tasks`` task (same data folder, its own
+    built-in template and metric)."""
+    if unit_task_name is None:
+        return task
+    return replace(task, name=unit_task_name, template=None, metric=None, answer_pattern=None)
+
+
+def needs_judge(task: TaskConfig, ev: EvalConfig) -> bool:
+    """Whether evaluation scores some task with ``eval.judge_model`` (Alpaca, or ``task.metric=judge``)."""
+    return ev.every > 0 and (ALPACA in (task.name, *ev.tasks) or task.metric == "judge")
 
 
 def task_units(units: Sequence[EvalUnit], units_per_task: int) -> list[list[EvalUnit]]:
@@ -164,7 +176,10 @@ def split_examples(task: TaskConfig, ev: EvalConfig, seed: int, split: str) -> l
 def check_task_data(task: TaskConfig, ev: EvalConfig, seed: int) -> None:
     """Read the train split and every split evaluation will use exactly as the plan and evaluate stages do, so
     a bad file is refused before the run starts: TaskDataError naming ``path:line``, or the file of a split
-    that has no example."""
+    that has no example; for a task of your own, an example its template or metric cannot use."""
+    if task.custom:
+        train = _split_file(task, "train")
+        _check_custom_examples(task, train, read_split(train), scored=False)
     if not prompt_pool(task, seed):
         raise TaskDataError(f"{_split_file(task, 'train')}: no examples; the prompt pool needs at least one")
     for name in [None, *ev.tasks] if ev.every else []:
@@ -177,14 +192,34 @@ def check_task_data(task: TaskConfig, ev: EvalConfig, seed: int) -> None:
                 raise TaskDataError(
                     f"{_split_file(each, split)}: no examples; evaluation needs them (or set {fix})"
                 )
+            if each.custom:
+                _check_custom_examples(each, _split_file(each, split), split_examples(each, ev, seed, split))
+
+
+def _check_custom_examples(
+    task: TaskConfig, where: str, examples: Sequence[TaskExample], scored: bool = True
+) -> None:
+    """Every example of a task of your own fits its template and, when ``scored``, its metric."""
+    for e in examples:
+        try:
+            build_prompt(task.name, e, task_template(task))
+        except ValueError as err:
+            raise TaskDataError(f"{where}: task.template: {err}") from None
+        if scored and task.metric != "judge" and e.answer is None:
+            raise TaskDataError(f"{where}: {e.id}: no answer; task.metric={task.metric} scores against it")
+        if scored and task.metric == "choice" and not e.choices:
+            raise TaskDataError(f"{where}: {e.id}: no choices; task.metric=choice needs the options")
 
 
 def _split_file(task: TaskConfig, split: str) -> str:
     return str(Path(task.data_dir or ".") / task.name / f"{split}.jsonl") if task.name != SYNTHETIC else split
 
 
-def metric_name(task: str) -> str:
-    return "judge score (1-10)" if task == ALPACA else "accuracy"
+def metric_name(task: str, metric: str | None = None) -> str:
+    """What a task's scores mean; ``metric``: ``task.metric`` of a task of your own."""
+    if task == ALPACA or metric == "judge":
+        return "judge score (1-10)"
+    return "token F1" if metric == "f1" else "accuracy"
 
 
 # ---------------------------------------------------------------- scoring (called by jobs/evaluate.py)
@@ -194,22 +229,36 @@ Scored = tuple[str | None, float | None, str | None]
 
 
 def score_answers(
-    task: str,
+    task: TaskConfig,
     ev: EvalConfig,
     engine: Any,
     requests: Sequence[Request],
     completions: Sequence[Completion],
     examples: dict[str, TaskExample],
+    judge_template: str | None = None,
 ) -> list[Scored]:
-    """The task metric of every answer, or for Alpaca the judge's 1-10 score (``None``: failed judgment).
+    """The task metric of every answer, or for Alpaca and ``task.metric=judge`` the judge's 1-10 score
+    (``None``: failed judgment).
 
-    ``engine`` is a loaded Engine holding ``JUDGE`` for Alpaca; request ids are example ids."""
+    ``engine`` is a loaded Engine holding ``JUDGE`` for a judged task; request ids are example ids;
+    ``judge_template``: the text of ``eval.judge_rubric_file``."""
     pairs = list(zip(requests, completions, strict=True))
-    if task != ALPACA:
+    if task.custom and task.metric != "judge":
+        assert task.metric is not None
+        m, pattern = task.metric, task.answer_pattern
         return [
             (
-                metrics.extract(task, c.text, examples[r.request_id]),
-                metrics.score(task, c.text, examples[r.request_id]),
+                metrics.extract_custom(m, pattern, c.text, examples[r.request_id]),
+                metrics.score_custom(m, pattern, c.text, examples[r.request_id]),
+                None,
+            )
+            for r, c in pairs
+        ]
+    if task.name != ALPACA and not task.custom:
+        return [
+            (
+                metrics.extract(task.name, c.text, examples[r.request_id]),
+                metrics.score(task.name, c.text, examples[r.request_id]),
                 None,
             )
             for r, c in pairs
@@ -219,7 +268,9 @@ def score_answers(
         Request(
             request_id=r.request_id,
             model=JUDGE,
-            prompt=judging.judge_prompt(r.prompt, c.text),
+            prompt=judging.judge_prompt(r.prompt, c.text)
+            if judge_template is None
+            else render_judge(judge_template, r.prompt, c.text),
             seed=r.seed,
             assistant_prefix=judging.SCORE_PREFIX if logprob else "",
         )

@@ -320,3 +320,45 @@ def score(task: str, output: str, example: TaskExample) -> float:
     if task == "com2":
         return float(normalize_text(found) == normalize_text(gold or ""))
     return float(found == gold)
+
+
+# ---- tasks of your own (``task.metric``, ``task.answer_pattern``) ----
+
+
+def extract_custom(metric: str, pattern: str | None, output: str, example: TaskExample) -> str | None:
+    """The answer of a task of your own: the last match of ``pattern`` (its group 1 if it has groups), else
+    the metric's extractor: ``numeric`` the final number, ``choice`` the option letter, ``exact`` and ``f1``
+    the short answer (the line after the last "answer is", else the first line)."""
+    if metric == "judge":
+        return None
+    if pattern is not None:
+        matches = list(re.finditer(pattern, output))
+        if not matches:
+            return None
+        found = (matches[-1].group(1) if matches[-1].re.groups else matches[-1].group(0)) or ""
+        found = found.strip()
+        return (found.upper() if metric == "choice" else found) or None
+    if metric == "numeric":
+        return extract_number(output)
+    if metric == "choice":
+        return extract_choice(output, len(example.choices) or 4, example.choices)
+    return extract_short_answer(output)
+
+
+def score_custom(metric: str, pattern: str | None, output: str, example: TaskExample) -> float:
+    """The metric of a task of your own against ``example.answer``: 1.0 / 0.0, or token F1 in [0, 1]."""
+    if metric == "judge":
+        raise ValueError("metric judge is scored by eval.judge_model: pass its score to metrics.judge_score")
+    if example.answer is None:
+        raise ValueError(f"{example.id}: no gold answer to score against (the source file has none)")
+    found = extract_custom(metric, pattern, output, example)
+    if found is None:
+        return 0.0
+    if metric == "numeric":
+        found_number = extract_number(found)
+        return float(numbers_equal(found_number, extract_number(example.answer)))
+    if metric == "f1":
+        return token_f1(found, example.answer)
+    if metric == "choice":
+        return float(found == example.answer)
+    return float(normalize_text(found) == normalize_text(example.answer))

@@ -11,124 +11,28 @@ MFU per stage). Token counts are upper bounds: every response uses its whole ``m
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
 from sparta_hpc.config import SpartaConfig
-from sparta_hpc.tasks import evaluation
-from sparta_hpc.tools.cost_model import GPU_TYPES, GPUType, ModelShape, TokenAssumptions, model_shape
+from sparta_hpc.tools.cost_model import GPU_TYPES, GPUType, TokenAssumptions, model_shape
 from sparta_hpc.tools.cost_model import memory_plan as memory_rows
-
-GPU_STAGES = ("generate", "judge", "train", "evaluate")
-"""Stages that run jobs on GPUs (plan and rate run in the controller process)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class StageCost:
-    """One stage of one iteration: jobs, tokens, FLOPs and time on the configured cluster."""
-
-    stage: str
-    jobs: int
-    tasks: int
-    gpus_per_task: int
-    nodes_per_task: int
-    prefill_tokens: int
-    decode_tokens: int
-    train_tokens: int
-    flops: float
-    gpu_hours: float
-    wall_hours: float
-    note: str = ""
-
-
-def plan_run(
-    cfg: SpartaConfig, gpu: GPUType, tokens: TokenAssumptions, shape: ModelShape
-) -> list[list[StageCost]]:
-    """The cost of every GPU stage of every iteration (outer list: iterations)."""
-    return [
-        [_stage(cfg, t, stage, gpu, tokens, shape) for stage in GPU_STAGES] for t in range(cfg.run.iterations)
-    ]
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Work:
-    """What one stage of one iteration computes, before any cost."""
-
-    tasks: int
-    gpus: int
-    prefill: int = 0
-    decode: int = 0
-    train: int = 0
-    note: str = ""
-
-
-def _work(cfg: SpartaConfig, t: int, stage: str, tokens: TokenAssumptions) -> _Work:
-    """Array tasks, logical GPUs per task and tokens of one stage (upper bounds, see the module doc)."""
-    m, n = len(cfg.models), cfg.plan.num_prompts
-    chat_prompt = tokens.chat_template + tokens.question
-    tp = cfg.engine.tensor_parallel_size
-    if stage == "generate":
-        prefill, decode = 2 * n * chat_prompt, 2 * n * cfg.generate.max_new_tokens
-        return _Work(tasks=cfg.generate.num_shards, gpus=tp, prefill=prefill, decode=decode)
-    if stage == "judge":
-        judgments = 2 * n * (m - 2)  # both responses of every match, by every non-competing player
-        prompt = tokens.chat_template + tokens.judge_template + tokens.question + cfg.generate.max_new_tokens
-        if cfg.judge.max_prompt_tokens is not None:
-            prompt = min(prompt, cfg.judge.max_prompt_tokens)
-        if cfg.judge.method == "logprob":  # one prefill (+ the score prefix), one or two decode steps
-            prefill, decode = judgments * (prompt + tokens.score_prefix), judgments * 2
-        else:
-            prefill, decode = judgments * prompt, judgments * cfg.judge.max_new_tokens
-        return _Work(tasks=cfg.judge.num_shards, gpus=tp, prefill=prefill, decode=decode)
-    if stage == "train":  # every player on up to one pair per match: chosen and rejected sequences
-        sequence = min(cfg.train.max_length, chat_prompt + cfg.generate.max_new_tokens)
-        return _Work(tasks=m, gpus=cfg.train.num_ranks, train=m * n * 2 * sequence * cfg.train.epochs)
-    tasks, prefill, decode, note = _evaluate_tokens(cfg, t, chat_prompt)
-    return _Work(tasks=tasks, gpus=tp, prefill=prefill, decode=decode, note=note)
-
-
-def _stage(
-    cfg: SpartaConfig, t: int, stage: str, gpu: GPUType, tokens: TokenAssumptions, shape: ModelShape
-) -> StageCost:
-    """FLOPs, GPU-hours and wall time of one stage: its work spread evenly over its tasks."""
-    work = _work(cfg, t, stage, tokens)
-    gpus, nodes = _layout(cfg, stage, work.gpus)
-    flops_per_token = 2 * shape.matmul_params
-    train_factor = 3 + (1 if cfg.train.gradient_checkpointing else 0)
-    flops = flops_per_token * (work.prefill + work.decode + train_factor * work.train)
-    gpu_seconds = flops_per_token * (
-        work.prefill / gpu.prefill_flops
-        + work.decode / gpu.decode_flops
-        + train_factor * work.train / gpu.train_flops
-    )
-    task_seconds = 0.0
-    if work.tasks:
-        start = gpu.train_start_s if stage == "train" else gpu.engine_start_s
-        task_seconds = start + gpu_seconds / work.tasks / gpus
-    waves = math.ceil(work.tasks / max(1, cfg.cluster.num_gpus // gpus))
-    return StageCost(
-        stage=stage, jobs=1 if work.tasks else 0, tasks=work.tasks, gpus_per_task=gpus, nodes_per_task=nodes,
-        prefill_tokens=work.prefill, decode_tokens=work.decode, train_tokens=work.train, flops=flops,
-        gpu_hours=work.tasks * gpus * task_seconds / 3600, wall_hours=waves * task_seconds / 3600,
-        note=work.note,
-    )  # fmt: skip
-
-
-def _layout(cfg: SpartaConfig, stage: str, logical: int) -> tuple[int, int]:
-    """GPUs and nodes of one task: what ``cluster.<stage>`` asks Slurm for, else the logical count."""
-    resources = getattr(cfg.cluster, stage, None)
-    if resources is not None and resources.nodes * resources.gpus_per_node:
-        return resources.nodes * resources.gpus_per_node, resources.nodes
-    return logical, math.ceil(logical / cfg.cluster.gpus_per_node)
+from sparta_hpc.tools.cost_stages import (
+    StageCost,
+    is_combat,
+    plan_run,
+    resources_of,
+    stage_names,
+    train_options,
+)
 
 
 def layout_notes(cfg: SpartaConfig) -> list[str]:
     """Where the config's Slurm resources and its GPU counts disagree (the plan counts what is asked)."""
     notes = []
-    logical = {"generate": cfg.engine.tensor_parallel_size, "judge": cfg.engine.tensor_parallel_size,
-               "train": cfg.train.num_ranks, "evaluate": cfg.engine.tensor_parallel_size}  # fmt: skip
+    engine = cfg.engine.tensor_parallel_size
+    logical = {"generate": engine, "judge": engine, "train": cfg.train.num_ranks, "evaluate": engine}
     for stage, count in logical.items():
         resources = getattr(cfg.cluster, stage, None)
         if resources is None:
@@ -141,65 +45,86 @@ def layout_notes(cfg: SpartaConfig) -> list[str]:
     return notes
 
 
-def _evaluate_tokens(cfg: SpartaConfig, t: int, chat_prompt: int) -> tuple[int, int, int, str]:
-    """Array tasks, prefill and decode tokens of iteration t's evaluate stage, and a note."""
-    units = evaluation.plan_units(t, [m.name for m in cfg.models], cfg.eval, cfg.run.iterations)
-    if not units:
-        return 0, 0, 0, "no evaluation after this iteration"
-    counted = {split: _num_examples(cfg, split) for split in cfg.eval.splits}
-    examples = {split: n for split, n in counted.items() if n is not None}
-    if len(examples) < len(counted):
-        return 0, 0, 0, "not counted: example counts unknown (prepare the data or set eval.max_examples)"
-    tasks = len(evaluation.task_units(units, cfg.eval.units_per_task))
-    answers = sum(examples[u.split] / cfg.eval.num_shards for u in units)
-    return tasks, round(answers * chat_prompt), round(answers * cfg.eval.max_new_tokens), ""
+def stage_task_seconds(cfg: SpartaConfig, calibration: dict[str, Any] | None = None) -> dict[str, float]:
+    """Per ``cluster`` section (generate, judge, train, evaluate), the longest task's start-up + compute
+    seconds over the run's iterations: what that section's time limit must cover (a combat task runs as a
+    generate task). A section with no task in any iteration is absent."""
+    gpu, tokens, queue = _calibrated(cfg.cluster.gpu_type, calibration or {})
+    longest: dict[str, float] = {}
+    for iteration in plan_run(cfg, gpu, tokens, model_shape(cfg.models[0].base), queue):
+        for c in iteration:
+            if c.tasks:
+                section = resources_of(c.stage)
+                longest[section] = max(longest.get(section, 0.0), c.task_s)
+    return longest
 
 
-def _num_examples(cfg: SpartaConfig, split: str) -> int | None:
-    """Examples of one evaluation split: synthetic size, or lines of the prepared file; None if unknown."""
-    if cfg.task.name == "synthetic":
-        count: int | None = cfg.task.synthetic_eval_size
-    elif cfg.task.data_dir and (path := Path(cfg.task.data_dir) / cfg.task.name / f"{split}.jsonl").is_file():
-        with path.open() as lines:
-            count = sum(1 for line in lines if line.strip())
-    else:
-        count = None
-    if cfg.eval.max_examples is not None:
-        return cfg.eval.max_examples if count is None else min(count, cfg.eval.max_examples)
-    return count
+def _idle_notes(cfg: SpartaConfig, stages: list[StageCost]) -> list[str]:
+    """Sharded stages that leave GPUs without a task, and the shard count that would use them."""
+    keys = {"generate": "generate.num_shards", "combat": "generate.num_shards", "judge": "judge.num_shards"}
+    return [
+        f"{c.stage}: {c.tasks} tasks leave {c.idle_gpus} of {cfg.cluster.num_gpus} GPUs without a task; "
+        f"{keys[c.stage]}={c.tasks + c.idle_gpus // c.gpus_per_task} would use them"
+        for c in stages
+        if c.stage in keys and c.tasks and c.idle_gpus >= c.gpus_per_task
+    ]
+
+
+def _iteration(t: int, stages: list[StageCost]) -> dict[str, Any]:
+    return {
+        "iteration": t, "stages": {c.stage: {**asdict(c), "task_s": c.task_s} for c in stages},
+        "starts": sum(c.tasks for c in stages), "gpu_hours": sum(c.gpu_hours for c in stages),
+        "startup_gpu_hours": sum(c.startup_gpu_hours for c in stages),
+        "wall_hours": sum(c.wall_hours for c in stages),
+        "idle_gpu_hours": sum(c.idle_gpu_hours for c in stages),
+    }  # fmt: skip
 
 
 def plan_report(cfg: SpartaConfig, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything ``plan`` prints, as plain data (``--json``)."""
-    gpu, tokens = _calibrated(cfg.cluster.gpu_type, calibration or {})
+    gpu, tokens, queue = _calibrated(cfg.cluster.gpu_type, calibration or {})
     shape = model_shape(cfg.models[0].base)
     bases = sorted({m.base for m in cfg.models})
-    iterations = plan_run(cfg, gpu, tokens, shape)
-    per_stage = {s: sum(c.gpu_hours for it in iterations for c in it if c.stage == s) for s in GPU_STAGES}
+    iterations = plan_run(cfg, gpu, tokens, shape, queue)
+    everything = [c for it in iterations for c in it]
+
+    def per_stage(key: str) -> dict[str, float]:
+        return {s: sum(getattr(c, key) for c in everything if c.stage == s) for s in stage_names(cfg)}
+
+    last = iterations[-1]
+    final = [c for c in last if c.stage == "evaluate"] if is_combat(cfg) else []
     return {
         "cluster": {"gpu_type": gpu.name, "num_gpus": cfg.cluster.num_gpus,
                     "gpus_per_node": cfg.cluster.gpus_per_node},
+        "stage_layout": "combat" if is_combat(cfg) else "separate",
+        "stage_layout_setting": cfg.run.stage_layout,
+        "queue_wait_s": queue,
         "gpu": asdict(gpu),
         "model": {"base": cfg.models[0].base, "num_bases": len(bases), **asdict(shape),
                   "params": shape.params, "matmul_params": shape.matmul_params,
                   "flops_per_token": 2 * shape.matmul_params},
         "tokens": asdict(tokens),
-        "iterations": [
-            {"iteration": t, "stages": {c.stage: asdict(c) for c in it},
-             "gpu_hours": sum(c.gpu_hours for c in it), "wall_hours": sum(c.wall_hours for c in it)}
-            for t, it in enumerate(iterations)
-        ],
-        "gpu_hours": per_stage,
-        "total_gpu_hours": sum(per_stage.values()),
-        "total_wall_hours": sum(c.wall_hours for it in iterations for c in it),
-        "total_flops": sum(c.flops for it in iterations for c in it),
+        "iterations": [_iteration(t, it) for t, it in enumerate(iterations)],
+        "gpu_hours": per_stage("gpu_hours"),
+        "startup_gpu_hours": per_stage("startup_gpu_hours"),
+        "compute_gpu_hours": per_stage("compute_gpu_hours"),
+        "idle_gpu_hours": per_stage("idle_gpu_hours"),
+        "total_gpu_hours": sum(c.gpu_hours for c in everything),
+        "total_startup_gpu_hours": sum(c.startup_gpu_hours for c in everything),
+        "total_idle_gpu_hours": sum(c.idle_gpu_hours for c in everything),
+        "total_wall_hours": sum(c.wall_hours for c in everything),
+        "total_flops": sum(c.flops for c in everything),
+        "total_starts": sum(c.tasks for c in everything),
+        "final_evaluation_starts": sum(c.tasks for c in final),
+        "train_options": train_options(cfg, gpu, tokens, shape),
         "memory": memory_rows(cfg, shape, gpu),
-        "notes": layout_notes(cfg),
+        "notes": layout_notes(cfg) + _idle_notes(cfg, iterations[0]),
     }  # fmt: skip
 
 
-def _calibrated(gpu_type: str, calibration: dict[str, Any]) -> tuple[GPUType, TokenAssumptions]:
-    """The GPU type's constants and the token assumptions, with a calibration file's values on top."""
+def _calibrated(gpu_type: str, calibration: dict[str, Any]) -> tuple[GPUType, TokenAssumptions, float]:
+    """The GPU type's constants, the token assumptions and the queue wait per stage (seconds), with a
+    calibration file's values on top."""
     known = {**GPU_TYPES}
     for name, values in calibration.get("gpu_types", {}).items():
         known[name] = _with(known.get(name) or GPUType(name=name, **_required_gpu(values)), values, name)
@@ -208,7 +133,10 @@ def _calibrated(gpu_type: str, calibration: dict[str, Any]) -> tuple[GPUType, To
             f"cluster.gpu_type={gpu_type!r} is not known; known: {', '.join(sorted(known))} "
             "(add one under gpu_types in a --calibration file)"
         )
-    return known[gpu_type], _with(TokenAssumptions(), calibration.get("tokens", {}), "tokens")
+    queue = calibration.get("queue_wait_s", 0.0)
+    if not isinstance(queue, int | float) or isinstance(queue, bool) or queue < 0:
+        raise ValueError(f"calibration: queue_wait_s={queue!r} must be a number of seconds >= 0")
+    return known[gpu_type], _with(TokenAssumptions(), calibration.get("tokens", {}), "tokens"), float(queue)
 
 
 def _required_gpu(values: dict[str, Any]) -> dict[str, Any]:
@@ -229,12 +157,13 @@ def _with(obj: Any, values: dict[str, Any], where: str) -> Any:
 
 
 def load_calibration(path: str | None) -> dict[str, Any]:
-    """A calibration JSON file (``{"gpu_types": {NAME: {...}}, "tokens": {...}}``), or nothing."""
+    """A calibration JSON file (``{"gpu_types": {NAME: {...}}, "tokens": {...}, "queue_wait_s": S}``), or
+    nothing."""
     if path is None:
         return {}
     data = json.loads(Path(path).read_text())
-    if not isinstance(data, dict) or set(data) - {"gpu_types", "tokens"}:
-        raise ValueError(f"{path}: a calibration file holds only the keys gpu_types and tokens")
+    if not isinstance(data, dict) or set(data) - {"gpu_types", "tokens", "queue_wait_s"}:
+        raise ValueError(f"{path}: a calibration file holds only the keys gpu_types, tokens and queue_wait_s")
     return data
 
 
@@ -244,8 +173,20 @@ def load_calibration(path: str | None) -> dict[str, Any]:
 def add_arguments(p: Any) -> None:
     """Arguments of ``sparta-hpc plan``."""
     p.add_argument("--config", default=None, help="YAML config (default: the tiny CPU demo)")
+    p.add_argument(
+        "--cluster-preset",
+        metavar="NAME",
+        help="resources preset configs/cluster/NAME.yaml (or cluster=NAME)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--calibration", help="JSON file with measured GPU constants and token counts")
+    p.add_argument("--calibration", help="JSON file with measured GPU constants, token counts, queue wait")
+    p.add_argument(
+        "--queue-wait-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds every stage waits in the queue before its tasks start (default 0)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. cluster.gpu_type=H100-80GB")
 
 
@@ -254,9 +195,12 @@ def main(args: Any) -> int:
     from sparta_hpc.config import load_config
     from sparta_hpc.errors import ConfigError
 
-    cfg = load_config(args.config, list(args.overrides))
+    cfg = load_config(args.config, list(args.overrides), args.cluster_preset)
     try:
-        report = plan_report(cfg, load_calibration(args.calibration))
+        calibration = load_calibration(args.calibration)
+        if args.queue_wait_s is not None:
+            calibration["queue_wait_s"] = args.queue_wait_s
+        report = plan_report(cfg, calibration)
     except (ValueError, OSError) as e:  # unknown GPU type or model size, bad calibration file
         raise ConfigError(str(e)) from None
     print(json.dumps(report, indent=1) if args.json else format_plan(report))
@@ -264,41 +208,67 @@ def main(args: Any) -> int:
 
 
 def format_plan(report: dict[str, Any]) -> str:
-    """The human-readable plan: model and cluster, one row per iteration and stage, total, memory plan."""
+    """The human-readable plan: model and cluster, one row per iteration and stage, totals, train-stage
+    options, memory plan."""
     model, gpu, cluster = report["model"], report["gpu"], report["cluster"]
     lines = [
         f"model: {model['name']} ({model['params'] / 1e9:.2f}B parameters, {model['flops_per_token']:.3g} "
         f"FLOPs per token forward = 2 x {model['matmul_params']:.3g} matmul parameters)",
         f"cluster: {cluster['num_gpus']} x {gpu['name']} ({gpu['peak_tflops']:g} TFLOP/s bf16 peak; MFU "
-        f"prefill {gpu['prefill_mfu']:g}, decode {gpu['decode_mfu']:g}, train {gpu['train_mfu']:g}; start-up "
-        f"{gpu['engine_start_s']:g} s per engine task, {gpu['train_start_s']:g} s per training task)",
-        "tokens are upper bounds: every response uses its whole max_new_tokens",
+        f"prefill {gpu['prefill_mfu']:g}, decode {gpu['decode_mfu']:g} at {gpu['decode_batch']} sequences, "
+        f"train {gpu['train_mfu']:g}; start-up {gpu['engine_start_s']:g} s per engine task, "
+        f"{gpu['train_start_s']:g} s per training task; queue wait {report['queue_wait_s']:g} s per stage)",
+        f"stage layout: {report['stage_layout']} (run.stage_layout={report['stage_layout_setting']}); "
+        "tokens are upper bounds: every response "
+        "uses its whole max_new_tokens",
         "",
         f"{'iter':>4} {'stage':<9} {'jobs':>4} {'tasks':>5} {'GPUs/task':>9} {'prefill tok':>12} "
-        f"{'decode tok':>11} {'train tok':>11} {'FLOPs':>9} {'GPU-h':>8} {'wall h':>7}",
+        f"{'decode tok':>11} {'train tok':>11} {'FLOPs':>9} {'GPU-h':>8} {'wall h':>7} {'start-up h':>10} "
+        f"{'compute h':>9} "
+        f"{'batch':>5} {'idle GPUs':>9} {'idle GPU-h':>10}",
     ]
-    for first, last in _identical_runs(report["iterations"]):
+    runs = _identical_runs(report["iterations"])
+    for first, last in runs:
         label = str(first) if first == last else f"{first}-{last}"
         for c in report["iterations"][first]["stages"].values():
             lines.append(
                 f"{label:>4} {c['stage']:<9} {c['jobs']:>4} {c['tasks']:>5} {c['gpus_per_task']:>9} "
                 f"{c['prefill_tokens']:>12,} {c['decode_tokens']:>11,} {c['train_tokens']:>11,} "
-                f"{c['flops']:>9.3g} {c['gpu_hours']:>8.2f} {c['wall_hours']:>7.2f}"
-                + (f"  ({c['note']})" if c["note"] else "")
+                f"{c['flops']:>9.3g} {c['gpu_hours']:>8.2f} {c['wall_hours']:>7.2f} "
+                f"{c['startup_gpu_hours']:>10.2f} {c['compute_gpu_hours']:>9.2f} "
+                f"{c['decode_batch'] or '-':>5} {c['idle_gpus']:>9} "
+                f"{c['idle_gpu_hours']:>10.2f}" + (f"  ({c['note']})" if c["note"] else "")
             )
-    if any(first != last for first, last in _identical_runs(report["iterations"])):
+    if any(first != last for first, last in runs):
         lines.append("(a row for iterations a-b is the cost of EACH of them)")
     stages = ", ".join(f"{s} {h:.2f}" for s, h in report["gpu_hours"].items())
+    starts = ", ".join(
+        f"{first}: {report['iterations'][first]['starts']}" if first == last
+        else f"{first}-{last}: {report['iterations'][first]['starts']} each" for first, last in runs
+    )  # fmt: skip
+    final = report["final_evaluation_starts"]
     lines += [
         "",
-        f"total: {report['total_gpu_hours']:.2f} GPU-hours ({stages}); wall time "
-        f"{report['total_wall_hours']:.2f} h if each stage starts when the previous ends; "
-        f"{report['total_flops']:.3g} FLOPs",
-        "plan and rate run in the controller (no GPU); queue waits are not counted",
+        f"total: {report['total_gpu_hours']:.2f} GPU-hours ({stages}), of which start-up "
+        f"{report['total_startup_gpu_hours']:.2f}; wall time {report['total_wall_hours']:.2f} h if each "
+        f"stage starts when the previous ends; {report['total_flops']:.3g} FLOPs",
+        f"model starts (engines and trainers): {report['total_starts']} ({starts} by iteration"
+        + (f"; {final} of them the last iteration's evaluation" if final else "")
+        + ")",
+        f"idle: {report['total_idle_gpu_hours']:.2f} GPU-hours of the {cluster['num_gpus']} GPUs have no "
+        "task while a stage runs (not in the total); plan and rate run in the controller (no GPU)",
         *(f"note: {note}" for note in report["notes"]),
         "",
-        "memory plan (one GPU of each size; LoRA-DPO with the train section's batch and length):",
+        "train stage on the cluster (docs/plan.md#the-train-stage):",
     ]
+    for row in report["train_options"]:
+        lines.append(
+            f"  {row['layout']:<32} {row['starts']:>3} starts {row['wall_s'] / 60:>6.1f} min "
+            f"{row['gpu_hours']:>6.2f} GPU-h held by tasks "
+            f"{row['cluster_gpu_hours']:>6.2f} GPU-h of the cluster"
+            + ("  (changes the effective batch)" if row["changes_results"] else "")
+        )
+    lines += ["", "memory plan (one GPU of each size; LoRA-DPO with the train section's batch and length):"]
     for row in report["memory"]:
         lines.append(
             f"  {row['base']:<12} ({row['params_b']:>5.2f}B) {row['gpu_memory_gb']:>4.0f} GB  "

@@ -30,7 +30,9 @@ class GPUType:
     prefill_mfu: float = 0.45
     """Model FLOPs utilisation of batched prefill in vLLM (compute bound)."""
     decode_mfu: float = 0.12
-    """MFU of batched decoding in vLLM (memory-bandwidth bound: low)."""
+    """MFU of batched decoding in vLLM with ``decode_batch`` sequences (memory-bandwidth bound: low)."""
+    decode_batch: int = 64
+    """Sequences decoded together at which ``decode_mfu`` holds (other batches: ``decode_mfu()``)."""
     train_mfu: float = 0.3
     """MFU of LoRA-DPO training (TRL + DeepSpeed, policy and reference passes)."""
     engine_start_s: float = 120.0
@@ -198,6 +200,31 @@ def train_gb(shape: ModelShape, cfg: SpartaConfig, ranks: int, zero3: bool, chec
     lora = 18 * shape.lora_params(cfg.train.lora_rank)
     weights = 2 * shape.params / (ranks if zero3 else 1)
     return (weights + lora + activations + logits) / GB + 3.0  # + CUDA context, buffers, fragmentation
+
+
+def decode_mfu(
+    cfg: SpartaConfig, gpu: GPUType, shape: ModelShape, *, requests: int, prompt: int, new: int
+) -> tuple[int, float]:
+    """Sequences one engine decodes together and the MFU its decoding reaches with them.
+
+    The batch is the requests of one engine call (a saved chunk; ``engine.batch_size`` for the HF engine), at
+    most ``engine.max_num_seqs`` and what the KV cache holds of ``prompt + new`` tokens each. Decoding is
+    memory-bound: a step reads the weights once and the KV cache of every sequence (``prompt + new / 2``
+    tokens on average) and yields one token per sequence, so the MFU scales with tokens per byte read,
+    ``b / (weights + b x context)``, from ``gpu.decode_mfu`` at ``gpu.decode_batch`` sequences; it stays below
+    ``gpu.prefill_mfu`` (compute bound).
+    """
+    tp = cfg.engine.tensor_parallel_size
+    room = cfg.engine.gpu_memory_utilization * gpu.memory_gb - inference_gb(shape, cfg, tp, 0)
+    fits = int(max(0.0, room) * tp * GB / shape.kv_bytes_per_token // (prompt + new))
+    requests = min(requests, cfg.engine.batch_size) if cfg.engine.kind == "hf" else requests
+    batch = max(1, min(requests, cfg.engine.max_num_seqs, fits))
+    weights, context = 2 * shape.params, (prompt + new / 2) * shape.kv_bytes_per_token
+
+    def per_byte(b: int) -> float:
+        return b / (weights + b * context)
+
+    return batch, min(gpu.prefill_mfu, gpu.decode_mfu * per_byte(batch) / per_byte(gpu.decode_batch))
 
 
 def memory_plan(cfg: SpartaConfig, shape: ModelShape, gpu: GPUType) -> list[dict[str, Any]]:

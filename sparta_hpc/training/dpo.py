@@ -15,6 +15,7 @@ the ZeRO-3 shards, and the check in ``_publish_adapter`` refuses an empty or all
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -83,6 +84,9 @@ class TrainConfig:
     null trains without DeepSpeed."""
     num_ranks: int = 1
     """Processes of each player's DPO job, one per GPU (data parallel, batch_size pairs each per step)."""
+    wandb: bool = False
+    """Log every DPO step to Weights & Biases (the optional ``wandb`` extra): one W&B run per player and
+    iteration, files under RUN_DIR/wandb; ``WANDB_MODE=offline`` keeps them there for ``wandb sync``."""
     lora_rank: int = 8
     """Rank of a fresh LoRA, used only when the player has no adapter yet."""
     lora_alpha: int = 16
@@ -123,6 +127,8 @@ class TrainConfig:
             )
         if not 0 <= self.max_drop_share <= 1:
             raise ValueError(f"train.max_drop_share={self.max_drop_share} must be in [0, 1]")
+        if self.wandb and importlib.util.find_spec("wandb") is None:
+            raise ValueError("train.wandb=true needs the wandb package: pip install 'sparta-hpc[wandb]'")
 
     @property
     def deepspeed_config(self) -> str | None:
@@ -142,15 +148,19 @@ def run_dpo_job(
     work_dir: str,
     seed: int,
     use_cpu: bool = True,
+    base_name: str | None = None,
 ) -> dict[str, Any]:
     """Train one player with DPO on ``pairs_path`` and write its adapter to ``adapter_out``.
 
     ``adapter_in=None`` starts from a fresh LoRA (then the reference is the base whatever ``train.reference``
     says, since a fresh LoRA is the base). Returns ``num_pairs`` (in the file), ``data`` (what the data
     policy kept, truncated and dropped: ``DataStats.to_dict``), ``steps``, ``loss`` (last logged),
-    ``train_loss`` (mean of this run), ``resumed_from``, ``num_ranks``, ``train_seconds`` (the training loop)
-    and ``seconds`` (the whole job). With several ranks, every rank calls this and gets rank 0's stats.
-    Raises ValueError when the data policy drops every pair.
+    ``train_loss`` (mean of this run), ``log`` (TRL's logged metrics of every step: loss, rewards/chosen,
+    rewards/rejected, rewards/margins, rewards/accuracies, ...; a resumed job's earlier steps come from the
+    checkpoint), ``resumed_from``, ``num_ranks``, ``train_seconds`` (the training loop) and ``seconds`` (the
+    whole job). With several ranks, every rank calls this and gets rank 0's stats.
+    Raises ValueError when the data policy drops every pair. ``base_name``: the base as the adapter's config
+    names it (``base_model_name_or_path``; default: the path it was loaded from).
     """
     work, out = Path(work_dir), Path(adapter_out)
     if out.exists():  # published whole (one rename) by an earlier run of this job or by another attempt
@@ -180,11 +190,12 @@ def run_dpo_job(
             "num_ranks": trainer.args.world_size,
             "train_seconds": round(result.metrics.get("train_runtime", 0.0), 3),
             "seconds": round(time.monotonic() - start, 3),
+            "log": [entry for entry in trainer.state.log_history if "loss" in entry],
         }
         with _gathered_lora(trainer.model):  # collective under ZeRO-3: every rank enters
             if trainer.is_world_process_zero():
                 (work / STATS_FILE).write_text(json.dumps(stats, indent=1))  # before the adapter (skip above)
-                _publish_adapter(trainer.model, out)
+                _publish_adapter(trainer.model, out, base_name)
         trainer.accelerator.wait_for_everyone()
         stats = json.loads((work / STATS_FILE).read_text())  # rank 0's, on every rank
         trainer.accelerator.wait_for_everyone()  # all have read it before any caller cleans work_dir up
@@ -294,7 +305,8 @@ def _build_trainer(
 
 
 def _dpo_config(train: TrainConfig, work: Path, seed: int, bf16: bool, use_cpu: bool) -> Any:
-    """TRL's DPOConfig from the train section; no hub, no reporting, checkpoints every save_steps."""
+    """TRL's DPOConfig from the train section; no hub, no reporting but W&B if asked, checkpoints every
+    save_steps."""
     from trl import DPOConfig
 
     return DPOConfig(
@@ -318,7 +330,7 @@ def _dpo_config(train: TrainConfig, work: Path, seed: int, bf16: bool, use_cpu: 
         save_total_limit=train.save_total_limit,
         logging_steps=1,
         disable_tqdm=True,
-        report_to=[],
+        report_to=["wandb"] if train.wandb else [],
         seed=seed,
         data_seed=seed,
         disable_dropout=True,
@@ -357,13 +369,13 @@ def _gathered_lora(model: Any) -> Any:
     return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
-def _publish_adapter(model: Any, out: Path) -> None:
+def _publish_adapter(model: Any, out: Path, base_name: str | None = None) -> None:
     """Save only the policy's LoRA weights to a temporary sibling, check them, then rename to ``out``."""
     from safetensors.torch import load_file
 
     with staging_dir(out) as tmp:
         model.save_pretrained(tmp, selected_adapters=["default"])
-        canonical_adapter_config(tmp)
+        canonical_adapter_config(tmp, base_name)
         (tmp / "README.md").unlink(missing_ok=True)
         weights = load_file(tmp / "adapter_model.safetensors")
         if not weights or any("lora_" not in key for key in weights):

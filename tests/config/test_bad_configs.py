@@ -22,7 +22,7 @@ import yaml
 
 from sparta_hpc import cli
 from sparta_hpc.config import check_paths, load_config
-from sparta_hpc.errors import ConfigChanged, ConfigError, RecordError, SpartaError, StateError
+from sparta_hpc.errors import ConfigChanged, ConfigError, RecordError, SpartaError, StateError, TaskDataError
 from sparta_hpc.run import iteration, launcher
 from tests.bad_inputs import copy_run_dir, make_run_dir, no_work, snapshot
 
@@ -122,16 +122,22 @@ CASES = [
     file_case("scalar-for-section", {"run": 5}, f"{F}: run must be a section", "got 5"),
     file_case("models-a-mapping", {"models": {"name": "a", "base": "tiny"}}, f"{F}: models must be a list"),
     file_case("model-a-string", {"models": ["x", *M[1:]]}, "models[0] must be a mapping", "got 'x'"),
-    cli_case("models-by-index", "models.0.name=x", "command line: models must be a list"),
+    cli_case("models-index-past-end", "models.9.name=x", "models.9.name=x: models has 4 entries"),
+    cli_case("models-index-typo", "models[0].bse=x", "unknown key 'models[0].bse' (did you mean 'base'?)"),
+    cli_case("models-index-bad-base", f"models.1.base={A}/absent", f"models[1].base='{A}/absent' (b)"),
     # ---- unknown keys
     file_case("unknown-section", {"plann": {"k": 1}}, f"{F}: unknown key 'plann'", "valid keys: run.name"),
     file_case(
-        "unknown-key", {"plan": {"alfa": 1}}, "unknown key 'plan.alfa'", "valid keys: plan.num_prompts"
+        "unknown-key",
+        {"plan": {"alfa": 1}},
+        "unknown key 'plan.alfa' (did you mean 'plan.alpha'?)",
+        "valid keys: plan.num_prompts",
     ),
     file_case(
         "unknown-model-key",
         {"models": [{"name": "a", "base": "tiny", "adaptor": "tiny"}, *M[1:]]},
-        "unknown key 'models[0].adaptor'; valid keys of a model: name, base, adapter",
+        "unknown key 'models[0].adaptor' (did you mean 'adapter'?)",
+        "valid keys of a model: name, base, adapter",
     ),
     file_case(
         "misspelt-resource-keys-at-once",
@@ -159,7 +165,9 @@ CASES = [
     file_case(
         "cluster-backend", {"cluster": {"backend": "k8s"}}, "cluster.backend='k8s'", "inline, local, slurm"
     ),
-    cli_case("task-name", "task.name=gsm9k", "task.name='gsm9k' is not valid", "gsm8k"),
+    cli_case(
+        "task-name", "task.name=gsm9k", "task.name='gsm9k' is not a built-in task (did you mean 'gsm8k'?)"
+    ),
     cli_case("eval-split", "eval.splits=[train]", "eval.splits has ['train']", "val, test"),
     # ---- counts
     file_case("negative-prompts", {"plan": {"num_prompts": -1}}, "plan.num_prompts=-1 must be >= 1"),
@@ -238,6 +246,61 @@ CASES = [
         "2 bad paths",
         f"{A}/data/gsm8k/val.jsonl does not exist",
         f"{A}/data/gsm8k/test.jsonl does not exist",
+    ),
+    # ---- tasks of your own (docs/formats.md, "Your own tasks")
+    cli_case(
+        "own-task-no-metric", "task.name=mytask", "task.name='mytask' is not a built-in task", "task.metric"
+    ),
+    cli_case(
+        "own-task-metric", ("task.name=mytask", "task.metric=accuracy"), "task.metric='accuracy' is not valid"
+    ),
+    cli_case(
+        "own-task-template",
+        ("task.name=mytask", "task.metric=exact", "task.template=Answer this"),
+        "task.template: prompt template 'Answer this' has no {prompt} placeholder",
+    ),
+    cli_case(
+        "own-task-pattern",
+        ("task.name=mytask", "task.metric=exact", "task.answer_pattern='Answer: ('"),
+        "task.answer_pattern='Answer: (': not a valid regular expression",
+    ),
+    cli_case("metric-of-builtin", "task.metric=f1", "task.metric is for a task of your own"),
+    cli_case(
+        "own-task-no-data-dir",
+        ("task.name=mytask", "task.metric=exact"),
+        "task.data_dir is required for task",
+    ),
+    cli_case(
+        "own-task-judge-without-judge",
+        ("task.name=mytask", "task.metric=judge", f"task.data_dir={A}/data"),
+        "task.metric=judge is scored by an LLM judge: set eval.judge_model",
+    ),
+    file_case(
+        "own-task-metadata-field",
+        {
+            "task": {
+                "name": "mytask",
+                "metric": "exact",
+                "data_dir": f"{A}/data",
+                "template": "Topic {metadata.topic}: {prompt}",
+            }
+        },
+        f"{A}/data/mytask/train.jsonl: task.template: mytask/train/1: the template uses {{metadata.topic}}",
+        error=TaskDataError,
+    ),
+    cli_case(
+        "own-task-choice-without-choices",
+        ("task.name=mytask", "task.metric=choice", f"task.data_dir={A}/data"),
+        f"{A}/data/mytask/val.jsonl: mytask/val/0: no choices; task.metric=choice",
+        error=TaskDataError,
+    ),
+    cli_case(
+        "rubric-file-missing", f"judge.rubric_file={A}/absent.txt", f"judge.rubric_file='{A}/absent.txt'"
+    ),
+    cli_case(
+        "rubric-file-placeholder",
+        f"judge.rubric_file={A}/rubric-bad.txt",
+        f"judge.rubric_file='{A}/rubric-bad.txt': the judge prompt has no {{response}} placeholder",
     ),
     # ---- the file itself, the command line
     file_case("not-yaml", "run:\n  seed: [1, 2\nplan:\n  k: 2\n", f"{F}:3: not valid YAML", "at line 2"),
@@ -332,6 +395,18 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _safetensors(root / "weights.safetensors", {"w": [2, 2]})
     _write(root / "broken-config" / "config.json", '{\n  "hidden_size": 128,,\n}\n')
     _write(root / "data" / "gsm8k" / "train.jsonl", json.dumps({"id": "g/0", "prompt": "1 + 1?"}) + "\n")
+    for split in ("train", "val", "test"):
+        rows = [
+            {
+                "id": f"mytask/{split}/0",
+                "prompt": "Capital of France?",
+                "answer": "Paris",
+                "metadata": {"topic": "geo"},
+            },
+            {"id": f"mytask/{split}/1", "prompt": "2 + 2?", "answer": "4"},
+        ]
+        _write(root / "data" / "mytask" / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    _write(root / "rubric-bad.txt", 'Grade this answer to {question} as {"score": N}.\n')
     return root
 
 

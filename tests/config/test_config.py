@@ -69,7 +69,8 @@ def test_overrides_are_typed() -> None:
     [
         (
             "plan.alfa=0.5",
-            r"unknown key 'plan.alfa'; valid keys: plan.num_prompts, plan.prompts, plan.schedule, "
+            r"unknown key 'plan.alfa' \(did you mean 'plan.alpha'\?\); valid keys: plan.num_prompts, "
+            r"plan.prompts, plan.schedule, "
             r"plan.pairing, plan.alpha, plan.k$",
         ),
         ("nosuch.key=1", r"unknown key 'nosuch'"),

@@ -10,9 +10,10 @@
   or duplicated) and right after a fault (every file present must be whole and equal to the reference's);
 - ``MATRIX``: one ``Row`` per case, printed and written to a file at the end of the session (conftest.py).
 
-Run directories name themselves in some records (players.json, models.json) and adapter configs (the base
-model's path): the comparison replaces the run's and the reference's root by ``<RUN>``. Where a case starts
-from a snapshot the adapters name the reference's base, and the digests equal ``files.sha256_path`` exactly.
+Records name the run's own models relative to the run directory (players.json, models.json, adapter configs:
+``store/models.py``), so runs in different folders have the same bytes; the comparison still replaces the
+run's and the reference's root by ``<RUN>`` (anything else that names its folder), and the digests equal
+``files.sha256_path`` exactly.
 """
 
 from __future__ import annotations

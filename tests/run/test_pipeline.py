@@ -54,9 +54,9 @@ def test_training_changes_adapters_and_next_iteration_uses_them(reference: Path)
 
     players = json.loads((reference / "iter_001/plan/players.json").read_text())
     for name, spec in players.items():
-        assert Path(spec["adapter"]) == reference / "iter_000/train" / name / "adapter"
+        assert spec == {"base": "models/tiny-base", "adapter": f"iter_000/train/{name}/adapter"}
         before = load_file(str(reference / "models/initial" / name / "adapter_model.safetensors"))
-        after = load_file(str(Path(spec["adapter"]) / "adapter_model.safetensors"))
+        after = load_file(str(reference / spec["adapter"] / "adapter_model.safetensors"))
         assert before.keys() == after.keys()
         assert any(not before[k].equal(after[k]) for k in before), f"{name}: DPO left the adapter unchanged"
 

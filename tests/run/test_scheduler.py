@@ -3,7 +3,8 @@ files written as submitit writes them, and a virtual clock: each case runs in mi
 
 Times: submission at t=0, one sacct call every ``POLL_S`` (poll n at t=n), a result-file check every
 ``FILE_CHECK_S``. A ``Poll`` scripts one sacct call: the result files that appear just before it, and its
-answer (None: sacct failed). Every case asserts which units were submitted after how many sacct calls.
+answer (None: sacct failed; then ``queue`` is squeue's answer, None: squeue failed too). Every case asserts
+which units were submitted after how many sacct calls.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from submitit.core.utils import JobPaths, cloudpickle_dump, temporary_save_path
 from sparta_hpc.cluster import executor
 from sparta_hpc.cluster.sacct import JobStatus, Sacct
 from sparta_hpc.config import load_config
-from sparta_hpc.errors import StageFailed
-from sparta_hpc.run import scheduler
+from sparta_hpc.errors import StageFailed, SubmissionRejected
+from sparta_hpc.run import slurm_stage
 from sparta_hpc.run.scheduler import Runner, StageJobs
 from sparta_hpc.store.events import read_events
 from sparta_hpc.store.rundir import RunDir
@@ -72,6 +73,8 @@ class Poll:
 
     states: dict[str, str] | None
     results: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    queue: dict[str, str] | None = None
+    """squeue's answer when sacct fails (every job of the user); None: squeue fails too."""
 
 
 class ScriptedSacct(Sacct):
@@ -82,6 +85,9 @@ class ScriptedSacct(Sacct):
         self.folder = folder
         self.polls = list(polls)
         self.asked: list[list[str]] = []
+        self.queue: dict[str, str] | None = None
+        """The last poll's squeue answer, given when sacct failed."""
+        self.squeue_calls = 0
 
     def query(self, job_ids: Iterable[str]) -> dict[str, JobStatus] | None:
         self.calls += 1
@@ -90,9 +96,17 @@ class ScriptedSacct(Sacct):
         poll = self.polls.pop(0)
         for job_id, outcome in poll.results.items():
             write_result(self.folder, job_id, outcome)
+        self.queue = poll.queue
         if poll.states is None:
             return None
         return {j: JobStatus(state=s, runs=1) for j, s in poll.states.items()}
+
+    def squeue(self, job_ids: Iterable[str]) -> dict[str, JobStatus] | None:
+        """squeue's answer after a failed sacct call: the one scripted with that call."""
+        self.squeue_calls += 1
+        if self.queue is None:
+            return None
+        return {j: JobStatus(state=s, runs=1) for j, s in self.queue.items()}
 
 
 class FakeSbatch:
@@ -104,14 +118,43 @@ class FakeSbatch:
         self.submitted: list[tuple[int, list[str], list[str]]] = []
         """``(sacct calls before it, units, job ids)`` of every submission."""
 
+        self.limit: int | None = None
+        """A QOS submit limit: at most this many of the jobs submitted may be queued (watched) at once."""
+        self.reject: str | None = None
+        """Refuse every submission with this reason."""
+        self.parallelism: list[int | None] = []
+
     def __call__(
-        self, cluster: Any, stage: str, folder: Path, fn: Any, args_list: list[tuple[Any, ...]]
+        self,
+        cluster: Any,
+        stage: str,
+        folder: Path,
+        fn: Any,
+        args_list: list[tuple[Any, ...]],
+        parallelism: int | None = None,
     ) -> list[str]:
         assert stage == STAGE and cluster.backend == "slurm"
+        if self.reject is not None:
+            raise SubmissionRejected(stage, len(args_list), self.reject)
+        if self.limit is not None and self.queued() + len(args_list) > self.limit:
+            raise SubmissionRejected(stage, len(args_list), QOS_REFUSAL)
         n, self.next = self.next, self.next + 1
         ids = [str(n)] if len(args_list) == 1 else [f"{n}_{i}" for i in range(len(args_list))]
         self.submitted.append((self.sacct.calls, [args[0] for args in args_list], ids))
+        self.parallelism.append(parallelism)
         return ids
+
+    def queued(self) -> int:
+        """Jobs submitted whose result file does not exist yet (what a QOS counts as queued)."""
+        ids = [j for _, _, ids in self.submitted for j in ids]
+        return len(ids) - len(executor.finished_job_ids(self.sacct.folder, ids))
+
+
+QOS_REFUSAL = (
+    "QOSMaxSubmitJobPerUserLimit; Batch job submission failed: Job violates accounting/QOS policy "
+    "(job submit limit, user's size and/or time limits)"
+)
+"""sbatch's words (``sbatch_reason``) when a QOS MaxSubmitJobsPerUser refuses a submission (Slurm 22.05)."""
 
 
 @dataclass
@@ -128,9 +171,11 @@ class World:
     def folder(self) -> Path:
         return self.run.jobs(T, STAGE)
 
-    def stage(self, units: list[str]) -> dict[str, Any]:
-        """Run the stage's units (``fn(unit)``, never called here: the fake jobs never run)."""
-        return self.runner.run(StageJobs(T, STAGE, _never, {u: (u,) for u in units}))
+    def stage(self, units: list[str], outputs: set[str] | None = None) -> dict[str, Any]:
+        """Run the stage's units (``fn(unit)``, never called here: the fake jobs never run); ``outputs``: the
+        units whose output exists (a set the test changes as it goes; None: a result is the output)."""
+        is_done = None if outputs is None else outputs.__contains__
+        return self.runner.run(StageJobs(T, STAGE, _never, {u: (u,) for u in units}, is_done=is_done))
 
     def book(self) -> dict[str, dict[str, Any]]:
         """The recorded jobs of the stage as saved on disk."""
@@ -148,7 +193,12 @@ def _never(unit: str) -> str:
 
 @pytest.fixture
 def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., World]:
-    def make(polls: list[Poll], max_retries: int = 2, book: dict[str, dict[str, Any]] | None = None) -> World:
+    def make(
+        polls: list[Poll],
+        max_retries: int = 2,
+        book: dict[str, dict[str, Any]] | None = None,
+        max_array: int = 0,
+    ) -> World:
         overrides = [
             "cluster.backend=slurm",
             f"cluster.poll_interval_s={POLL_S}",
@@ -161,18 +211,19 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., World
         sacct = ScriptedSacct(run.jobs(T, STAGE), polls)
         sbatch, clock, log = FakeSbatch(sacct), Clock(), []
         monkeypatch.setattr(executor, "submit_slurm", sbatch)
-        monkeypatch.setattr(scheduler, "time", clock)
-        monkeypatch.setattr(scheduler, "FILE_CHECK_S", FILE_CHECK_S)
-        monkeypatch.setattr(scheduler, "UNKNOWN_PATIENCE_S", UNKNOWN_PATIENCE_S)
-        monkeypatch.setattr(scheduler, "SIBLING_PATIENCE_S", SIBLING_PATIENCE_S)
-        runner = Runner(cfg, run, state, log.append, sacct=sacct)
+        monkeypatch.setattr(slurm_stage, "time", clock)
+        monkeypatch.setattr(slurm_stage, "FILE_CHECK_S", FILE_CHECK_S)
+        monkeypatch.setattr(slurm_stage, "UNKNOWN_PATIENCE_S", UNKNOWN_PATIENCE_S)
+        monkeypatch.setattr(slurm_stage, "SIBLING_PATIENCE_S", SIBLING_PATIENCE_S)
+        runner = Runner(cfg, run, state, log.append, sacct=sacct, squeue=sacct.squeue)
+        runner.max_array = max_array
         return World(run, state, sacct, sbatch, clock, runner, log)
 
     return make
 
 
 def test_confirmation_polls_are_two() -> None:
-    assert scheduler.CONFIRM_POLLS == 2  # the scripts below count on it
+    assert slurm_stage.CONFIRM_POLLS == 2  # the scripts below count on it
 
 
 @pytest.mark.parametrize("end", ["CANCELLED", "NODE_FAIL"])
@@ -229,7 +280,8 @@ def test_sacct_failing_resubmits_nothing_until_it_answers(make: Callable[..., Wo
     )
     assert w.stage(["a"]) == {"a": "A"}
     assert w.sbatch.submitted == [(0, ["a"], ["100"]), (OUTAGE + 2, ["a"], ["101"])]
-    assert sum("sacct failed" in line for line in w.log) == OUTAGE
+    assert sum("sacct and squeue failed" in line for line in w.log) == OUTAGE
+    assert w.sacct.squeue_calls == OUTAGE
 
 
 def test_sacct_failing_then_job_completes(make: Callable[..., World]) -> None:
@@ -301,47 +353,211 @@ def test_job_that_raised_stops_the_stage_at_once(make: Callable[..., World]) -> 
 
 def test_job_that_submitit_stopped_requeueing_is_resubmitted(make: Callable[..., World]) -> None:
     error = "Traceback ...\nsubmitit.core.utils.UncompletedJobError: Job 100 exceeded 3 timeouts\n"
-    w = make([Poll({"100": "RUNNING"}), Poll({"101": "COMPLETED"}, results={"101": ok("A")})])
+    # the result file at t=1.5 is evidence at polls 2 and 3 (confirmed like every loss): resubmitted then
+    w = make(
+        [Poll({"100": "RUNNING"})]
+        + [Poll({"100": "COMPLETED"})] * 2
+        + [Poll({"101": "COMPLETED"}, results={"101": ok("A")})]
+    )
     w.clock.at(1.5, lambda: write_result(w.folder, "100", ("error", error)))
     assert w.stage(["a"]) == {"a": "A"}
-    assert w.sbatch.submitted == [(0, ["a"], ["100"]), (1, ["a"], ["101"])]
+    assert w.sbatch.submitted == [(0, ["a"], ["100"]), (3, ["a"], ["101"])]
     [retried] = w.events("retried")
     assert retried["reason"] == "job 100 hit its time limit too often"
 
 
-def test_reattach_waits_for_live_jobs_and_submits_only_the_rest(make: Callable[..., World]) -> None:
+def test_reattach_waits_for_recorded_jobs_and_submits_only_the_rest(make: Callable[..., World]) -> None:
     book = {
         "a": {"job_id": "90_0", "attempts": 1},  # running
         "b": {"job_id": "90_1", "attempts": 2},  # pending (a retry already)
-        "c": {"job_id": "90_2", "attempts": 2},  # cancelled while no launcher watched: fresh start
+        "c": {"job_id": "90_2", "attempts": 3},  # cancelled while no launcher watched: fresh start
         "d": {"job_id": "90_3", "attempts": 1},  # finished while no launcher watched
     }
     w = make(
         [
-            Poll({"90_0": "RUNNING", "90_1": "PENDING", "90_2": "CANCELLED", "90_3": "COMPLETED"}),
-            Poll(
-                {j: "COMPLETED" for j in ("90_0", "90_1", "100_0", "100_1")},
-                results={"90_0": ok("A"), "90_1": ok("B"), "100_0": ok("C"), "100_1": ok("E")},
+            Poll({"90_0": "RUNNING", "90_1": "PENDING", "90_2": "CANCELLED", "100": "RUNNING"}),
+            Poll(  # 90_2 ended at two polls: lost, the same rule as any job; resubmitted with fresh retries
+                {"90_0": "COMPLETED", "90_1": "COMPLETED", "90_2": "CANCELLED", "100": "COMPLETED"},
+                results={"90_0": ok("A"), "90_1": ok("B"), "100": ok("E")},
             ),
+            Poll({"101": "COMPLETED"}, results={"101": ok("C")}),
         ],
         book=book,
     )
     write_result(w.folder, "90_3", ok("D"))
     assert w.stage(["a", "b", "c", "d", "e"]) == {"a": "A", "b": "B", "c": "C", "d": "D", "e": "E"}
-    assert w.sbatch.submitted == [(1, ["c", "e"], ["100_0", "100_1"])]
-    assert w.sacct.asked == [["90_0", "90_1", "90_2", "90_3"], ["100_0", "100_1", "90_0", "90_1"]]
+    assert w.sbatch.submitted == [(0, ["e"], ["100"]), (2, ["c"], ["101"])]
+    assert w.sacct.asked[0] == ["100", "90_0", "90_1", "90_2"]  # no query before the first poll
     assert w.book() == {
         "a": {"job_id": "90_0", "attempts": 1},
         "b": {"job_id": "90_1", "attempts": 2},
-        "c": {"job_id": "100_0", "attempts": 1},
+        "c": {"job_id": "101", "attempts": 1},
         "d": {"job_id": "90_3", "attempts": 1},
-        "e": {"job_id": "100_1", "attempts": 1},
+        "e": {"job_id": "100", "attempts": 1},
     }
-    assert "reattached to 2 live job(s): 90_0, 90_1" in "\n".join(w.log)
+    assert "reattached to 3 recorded job(s): 90_0, 90_1, 90_2" in "\n".join(w.log)
 
 
 def test_reattach_with_sacct_down_waits_for_every_recorded_job(make: Callable[..., World]) -> None:
     book = {"a": {"job_id": "90", "attempts": 1}}
     w = make([Poll(None), Poll({"90": "COMPLETED"}, results={"90": ok("A")})], book=book)
     assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == []
+
+
+# ---------------------------------------------------------------- without accounting (squeue)
+
+
+def test_sacct_down_a_job_gone_from_squeue_without_result_is_resubmitted(make: Callable[..., World]) -> None:
+    # slurmdbd down from poll 1: squeue answers; 100_1 is killed and leaves the queue without a result
+    w = make(
+        [
+            Poll(None, queue={"100_0": "RUNNING", "100_1": "RUNNING"}),
+            Poll(None, queue={"100_0": "RUNNING"}),  # 100_1 gone: evidence 1
+            Poll(None, queue={"100_0": "RUNNING"}, results={"100_0": ok("A")}),  # evidence 2: lost
+            Poll(None, queue={"101": "RUNNING"}),
+            Poll(None, queue={}, results={"101": ok("B")}),
+        ]
+    )
+    assert w.stage(["a", "b"]) == {"a": "A", "b": "B"}
+    assert w.sbatch.submitted == [(0, ["a", "b"], ["100_0", "100_1"]), (3, ["b"], ["101"])]
+    [retried] = w.events("retried")
+    assert retried["reason"] == "job 100_1 left Slurm's queue without writing a result"
+    assert w.sacct.squeue_calls == 5 and w.sacct.calls == 5
+    assert any("followed with squeue" in line for line in w.log)
+
+
+def test_sacct_down_a_job_gone_from_squeue_with_its_result_is_not_resubmitted(
+    make: Callable[..., World],
+) -> None:
+    # the job ends between two polls; its result file lags one poll behind squeue (NFS)
+    w = make(
+        [
+            Poll(None, queue={"100": "RUNNING"}),
+            Poll(None, queue={}),
+            Poll(None, queue={}, results={"100": ok("A")}),
+        ]
+    )
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"])]
+    assert w.events("retried") == []
+
+
+def test_squeue_then_sacct_again(make: Callable[..., World]) -> None:
+    w = make(
+        [
+            Poll(None, queue={"100": "RUNNING"}),
+            Poll({"100": "RUNNING"}),
+            Poll({"100": "COMPLETED"}, results={"100": ok("A")}),
+        ]
+    )
+    assert w.stage(["a"]) == {"a": "A"}
+    assert any("sacct answers again" in line for line in w.log)
+
+
+# ---------------------------------------------------------------- one confirmation rule
+
+
+def test_result_whose_output_appears_late_is_not_resubmitted(make: Callable[..., World]) -> None:
+    # the result file is there at t=0.5, its output only after poll 1 (stale NFS cache): one poll of evidence
+    outputs: set[str] = set()
+    w = make([Poll({"100": "COMPLETED"}), Poll({"100": "COMPLETED"})])
+    w.clock.at(0.5, lambda: write_result(w.folder, "100", ok("A")))
+    w.clock.at(1.5, lambda: outputs.add("a"))
+    assert w.stage(["a"], outputs) == {"a": "A"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"])]
+    assert w.events("retried") == []
+
+
+def test_result_without_output_at_two_polls_is_resubmitted(make: Callable[..., World]) -> None:
+    outputs: set[str] = set()
+    w = make([Poll({"100": "COMPLETED"}), Poll({"100": "COMPLETED"}), Poll({"101": "COMPLETED"})])
+    w.clock.at(0.5, lambda: write_result(w.folder, "100", ok("A")))
+
+    def finish() -> None:
+        write_result(w.folder, "101", ok("B"))
+        outputs.add("a")
+
+    w.clock.at(2.5, finish)
+    assert w.stage(["a"], outputs) == {"a": "B"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"]), (2, ["a"], ["101"])]
+    [retried] = w.events("retried")
+    assert retried["reason"] == "job 100 finished but its output is missing"
+
+
+def test_evidence_that_goes_away_resets_the_count(make: Callable[..., World]) -> None:
+    # ended at poll 1, live again at poll 2 (requeued), ended at 3 and 4: lost only then
+    w = make(
+        [Poll({"100": "NODE_FAIL"}), Poll({"100": "PENDING"})]
+        + [Poll({"100": "NODE_FAIL"})] * 2
+        + [Poll({"101": "COMPLETED"}, results={"101": ok("A")})]
+    )
+    assert w.stage(["a"]) == {"a": "A"}
+    assert w.sbatch.submitted == [(0, ["a"], ["100"]), (4, ["a"], ["101"])]
+
+
+# ---------------------------------------------------------------- array limits
+
+
+def test_units_above_max_array_size_are_split_and_share_the_parallelism(make: Callable[..., World]) -> None:
+    ids = [f"{n}_{i}" for n, k in ((100, 2), (101, 2)) for i in range(k)] + ["102"]
+    w = make([Poll({j: "COMPLETED" for j in ids}, results={j: ok(j) for j in ids})], max_array=2)
+    assert w.stage(list("abcde")) == dict(zip("abcde", ids, strict=True))
+    assert [(units, jobs) for _, units, jobs in w.sbatch.submitted] == [
+        (["a", "b"], ["100_0", "100_1"]),
+        (["c", "d"], ["101_0", "101_1"]),
+        (["e"], ["102"]),
+    ]
+    parallelism = w.runner.cfg.cluster.resources(STAGE).array_parallelism
+    assert w.sbatch.parallelism == [parallelism * 2 // 5, parallelism * 2 // 5, max(1, parallelism // 5)]
+
+
+def test_submit_limit_splits_and_holds_units_until_jobs_end(make: Callable[..., World]) -> None:
+    # at most 2 jobs queued: 5 refused, 2 taken; the 3 others wait for 2 to end, then 2, then 1
+    w = make(
+        [
+            Poll({"100_0": "RUNNING", "100_1": "RUNNING"}, results={"100_0": ok(0), "100_1": ok(1)}),
+            Poll({"101_0": "RUNNING", "101_1": "RUNNING"}, results={"101_0": ok(2)}),
+            Poll({"101_1": "RUNNING", "102": "PENDING"}, results={"101_1": ok(3), "102": ok(4)}),
+        ]
+    )
+    w.sbatch.limit = 2
+    assert w.stage(list("abcde")) == {u: i for i, u in enumerate("abcde")}
+    assert [(calls, units) for calls, units, _ in w.sbatch.submitted] == [
+        (0, ["a", "b"]),
+        (1, ["c", "d"]),
+        (2, ["e"]),
+    ]
+    assert w.events("retried") == []
+    [held] = [line for line in w.log if "Slurm refused more jobs" in line]
+    assert "QOSMaxSubmitJobPerUserLimit" in held and "3 unit(s) wait" in held
+
+
+def test_submit_limit_with_no_job_of_ours_queued_stops_with_slurms_reason(make: Callable[..., World]) -> None:
+    w = make([])
+    w.sbatch.limit = 0
+    with pytest.raises(SubmissionRejected) as refused:
+        w.stage(["a", "b"])
+    assert "QOSMaxSubmitJobPerUserLimit" in str(refused.value) and "1 job(s)" in str(refused.value)
+    assert w.sbatch.submitted == [] and w.events("submitted") == []
+
+
+def test_other_refusal_stops_at_once_with_slurms_reason(make: Callable[..., World]) -> None:
+    w = make([])
+    w.sbatch.reject = "Batch job submission failed: Invalid partition name specified"
+    with pytest.raises(SubmissionRejected) as refused:
+        w.stage(["a", "b", "c"])
+    assert str(refused.value) == (
+        "generate: Slurm refused to queue 3 job(s): "
+        "Batch job submission failed: Invalid partition name specified"
+    )
+
+
+def test_a_reattached_job_seen_alive_then_lost_keeps_counting_its_attempts(
+    make: Callable[..., World],
+) -> None:
+    book = {"a": {"job_id": "90", "attempts": 3}}  # max_retries 2: this was the last attempt
+    w = make([Poll({"90": "RUNNING"})] + [Poll({"90": "NODE_FAIL"})] * 2, book=book)
+    with pytest.raises(StageFailed, match="gave up on unit a after 3 attempt"):
+        w.stage(["a"])
     assert w.sbatch.submitted == []

@@ -538,3 +538,78 @@ def test_multi_rank_dpo_runs_one_slurm_task_per_rank(slurm_cluster: SlurmCluster
         assert any(not before[k].equal(after[k]) for k in before), f"{player}: adapter unchanged"
     logs = sorted((run_dir / "jobs/iter_000/train").glob("*_log.out"))
     assert len(logs) == 8, [p.name for p in logs]  # 4 players x 2 ranks, one log per task
+
+
+# ---------------------------------------------------------------- without accounting
+
+SLURMDBD_PID = Path("/run/slurm/slurmdbd.pid")
+
+
+def stop_slurmdbd() -> None:
+    """Stop the test cluster's slurmdbd (by the pid in its pid file): sacct fails from now on."""
+    pid = int(SLURMDBD_PID.read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "slurmdbd to stop")
+    assert subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True).returncode != 0
+
+
+def start_slurmdbd() -> None:
+    """Start the stopped daemon again (testcluster.sh start starts what is not running, and waits for it)."""
+    script = ROOT / "slurm" / "testcluster.sh"
+    proc = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def read_lines(proc: Any) -> list[str]:
+    """The launcher's output lines as they come (a daemon thread appends them)."""
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    return lines
+
+
+def test_slurmdbd_stopped_mid_run_the_run_ends_as_an_uninterrupted_one(
+    cluster: SlurmCluster, reference: Path, tmp_path: Path
+) -> None:
+    """Accounting goes down while the generate tasks run, and one task is killed while it is down: the
+    launcher follows its jobs with squeue and their result files, resubmits the killed task, and runs
+    judge, train and evaluate without sacct; the records equal the reference's. slurmdbd restarts after."""
+    if not SLURMDBD_PID.exists():
+        pytest.skip("needs the test cluster's slurmdbd (slurm/testcluster.sh)")
+    run_dir = copy_run(reference, tmp_path / "run", "generate", "judge", "train", "evaluate")
+    release = tmp_path / "release"  # until it exists, the generate tasks are held RUNNING
+    proc = launch(run_dir, [*FAST, hold("generate", release)])
+    lines = read_lines(proc)
+
+    def generate_jobs() -> list[str]:
+        found = state(run_dir)["jobs"] if (run_dir / "state.json").exists() else {}
+        return [r["job_id"] for r in found.get("0", {}).get("generate", {}).values()]
+
+    try:
+        wait_until(lambda: len(generate_jobs()) == 2 and live(*generate_jobs()), 240, "generate to run", proc)
+        victim = generate_jobs()[1]
+        stop_slurmdbd()
+        subprocess.run(["scancel", victim], check=True)  # held: alive at the cancel, ends without a result
+        wait_until(
+            lambda: any("resubmitted (attempt 2)" in line for line in lines), 120, "a resubmission", proc
+        )
+        release.touch()
+        proc.wait(timeout=600)
+    finally:
+        release.touch()
+        if proc.poll() is None:
+            proc.kill()
+        start_slurmdbd()
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-4000:]
+    assert "jobs are followed with squeue" in out, out[-4000:]
+    retried = events(run_dir, "retried")
+    assert [(e["stage"], e["previous"], e["attempt"]) for e in retried] == [("generate", victim, 2)], out
+    assert retried[0]["reason"] == f"job {victim} left Slurm's queue without writing a result"
+    assert [e["stage"] for e in events(run_dir, "submitted")] == [
+        "generate",
+        "generate",
+        "judge",
+        "train",
+        "evaluate",
+    ]
+    assert results(run_dir) == results(reference)

@@ -77,52 +77,17 @@ def test_a_second_launcher_is_refused_naming_the_holder(tmp_path: Path) -> None:
         pass
 
 
-def test_a_refused_launcher_names_the_new_holder_not_the_dead_one_before_it(tmp_path: Path) -> None:
-    """The holder writes its record just after it takes the lock: a launcher refused in between waits for
-    that record rather than naming the (dead) launcher whose record the file still holds."""
-    import fcntl
-    import os
-    import socket
-    import threading
-    import time
-
-    run = RunDir(tmp_path)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    stale = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "earlier"}
-    run.lock_file.write_text(json.dumps(stale) + "\n")
-    with open(run.lock_file, "a+") as holder:
-        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, record not written yet
-
-        def write_record() -> None:
-            time.sleep(0.3)
-            holder.seek(0)
-            holder.truncate()
-            holder.write(
-                json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": "now"}) + "\n"
-            )
-            holder.flush()
-
-        writer = threading.Thread(target=write_record)
-        writer.start()
-        with pytest.raises(LockHeld) as refused:
-            LauncherLock(run).acquire()
-        writer.join()
-    assert f'"pid": {os.getpid()}' in str(refused.value) and "earlier" not in str(refused.value)
-
-
 def test_a_run_directory_the_file_system_refuses_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import errno
 
-    from sparta_hpc.store import state as state_module
+    from sparta_hpc.store import lock as lock_module
 
     def read_only(path: object, *args: object, **kwargs: object) -> None:
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    monkeypatch.setattr(state_module, "open", read_only, raising=False)
+    monkeypatch.setattr(lock_module.Path, "write_text", read_only)
     with pytest.raises(RunDirUnwritable) as refused:
         LauncherLock(RunDir(tmp_path)).acquire()
     assert str(refused.value) == (

@@ -152,7 +152,7 @@ def test_task_metric_scores_answers() -> None:
     cfg = load_config(None, [])
     requests, completions = answers("It is 12.", "Answer: 7", "no idea")
     examples = {f"e{i}": TaskExample(id=f"e{i}", prompt="q", answer="12") for i in range(3)}
-    scored = evaluation.score_answers(cfg.task.name, cfg.eval, None, requests, completions, examples)
+    scored = evaluation.score_answers(cfg.task, cfg.eval, None, requests, completions, examples)
     assert scored == [("12", 1.0, None), ("7", 0.0, None), (None, 0.0, None)]
     assert scored[0][1] == metrics.score("synthetic", "It is 12.", examples["e0"])
 
@@ -163,7 +163,7 @@ def test_alpaca_judge_scores_1_to_10_and_failed_judgments_are_none() -> None:
     requests, completions = answers("a", "b", "c")
     examples = {f"e{i}": TaskExample(id=f"e{i}", prompt="q") for i in range(3)}
     engine = FakeEngine(['{"score": 7}', '{"score": 0}', "great"])
-    scored = evaluation.score_answers(cfg.task.name, cfg.eval, engine, requests, completions, examples)
+    scored = evaluation.score_answers(cfg.task, cfg.eval, engine, requests, completions, examples)
     assert scored == [(None, 7.0, '{"score": 7}'), (None, None, '{"score": 0}'), (None, None, "great")]
     ending = 'in this form: {"score": N}, where N is your grade.'  # the default rubric, whatever judge.rubric
     assert all(r.model == evaluation.JUDGE and r.prompt.endswith(ending) for r in engine.asked)
@@ -171,7 +171,7 @@ def test_alpaca_judge_scores_1_to_10_and_failed_judgments_are_none() -> None:
 
     cfg = load_config(None, [*over, "eval.judge_method=logprob"])
     engine = FakeEngine([], expected=[3.25, 10.000000001, 1.0])
-    scored = evaluation.score_answers(cfg.task.name, cfg.eval, engine, requests, completions, examples)
+    scored = evaluation.score_answers(cfg.task, cfg.eval, engine, requests, completions, examples)
     assert [s for _, s, _ in scored] == [3.25, 10.0, 1.0]
     assert all(r.assistant_prefix == '{"score": ' for r in engine.asked)
 
@@ -253,6 +253,11 @@ def test_tables_text() -> None:
     res = hand_made_results()
     csv = results.csv_text(results.selection_rows(res)).splitlines()
     assert csv[0] == "kind,iteration,player,val,test" and csv[-1] == "sparta,iter_0,b,0.75,0.25"
+    adapters = {"iter_0": {"a": "iter_000/train/a/adapter", "b": "iter_000/train/b/adapter"}}
+    named = results.csv_text(results.selection_rows(res), (), adapters).splitlines()
+    assert named[0] == "kind,iteration,player,val,test,adapter"
+    assert named[-1] == "sparta,iter_0,b,0.75,0.25,iter_000/train/b/adapter"  # the chosen model's path
+    assert named[1].startswith("initial,initial,a,") and named[1].endswith(",")  # not in adapters: empty
     by_model = results.models_csv_text(res).splitlines()
     assert by_model[:3] == ["iteration,player,split,score", "initial,a,val,0.5", "initial,a,test,0.5"]
     assert len(by_model) == 1 + 12
@@ -314,7 +319,7 @@ def test_tiny_run_records_and_state_summary(tiny_run: Path) -> None:
     outputs = state["stages"]["1"]["evaluate"]["outputs"]
     assert "iter_001/evaluate/models.json" in outputs and len(outputs) == 1 + 8
     models = read_json(tiny_run / "iter_001/evaluate/models.json")
-    assert models["iter_1"]["tiny-b"]["adapter"] == str(tiny_run / "iter_001/train/tiny-b/adapter")
+    assert models["iter_1"]["tiny-b"]["adapter"] == "iter_001/train/tiny-b/adapter"  # relative: relocatable
 
 
 @pytest.mark.slow

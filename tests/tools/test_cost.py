@@ -14,6 +14,10 @@ from sparta_hpc.config import CONFIG_DIR, load_config
 from sparta_hpc.tools.cost import plan_report
 
 PAPER = str(CONFIG_DIR / "paper.yaml")
+SEPARATE = "run.stage_layout=separate"
+"""Spec section 10's hand count is of the separate layout (generate, judge, train, evaluate stages)."""
+AT_64 = "engine.max_num_seqs=64"
+"""Engines decode 64 sequences at once, where ``decode_mfu`` holds (docs/plan.md's worked example)."""
 HEAVY = ("torch", "transformers", "trl", "peft", "deepspeed", "vllm", "accelerate")
 
 
@@ -38,7 +42,7 @@ def test_plan_imports_nothing_heavy() -> None:
 
 def test_paper_on_16_a100_by_hand() -> None:
     """Spec section 10's counts, recomputed here from the documented cost model (docs/plan.md)."""
-    report = plan_report(load_config(PAPER))
+    report = plan_report(load_config(PAPER, [SEPARATE, AT_64]))
     it = report["iterations"][0]["stages"]
     n, m, flops_per_token = 1000, 10, report["model"]["flops_per_token"]
     assert 1.40e10 < flops_per_token < 1.42e10  # "about 2 x 7e9 FLOPs per token forward"
@@ -68,17 +72,20 @@ def test_paper_on_16_a100_by_hand() -> None:
 
 
 def test_json_has_gpu_hours_per_stage_and_total(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["plan", "--config", PAPER, "--json"], capsys)
+    code, out, _ = _run(["plan", "--config", PAPER, "--json", SEPARATE], capsys)
     report = json.loads(out)
     assert code == 0 and set(report["gpu_hours"]) == {"generate", "judge", "train", "evaluate"}
     assert report["total_gpu_hours"] == pytest.approx(sum(report["gpu_hours"].values()))
 
 
 def test_text_plan_shows_stages_total_and_memory(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["plan", "--config", PAPER], capsys)
+    code, out, _ = _run(["plan", "--config", PAPER, SEPARATE], capsys)
     assert code == 0
     assert " 0-7 judge        1    16         1   10,896,000   4,096,000" in out
     assert "total: " in out and "GPU-hours" in out and "memory plan" in out
+    assert "start-up h compute h batch idle GPUs idle GPU-h" in out
+    assert "model starts (engines and trainers): 272 (0-7: 34 each by iteration)" in out
+    assert "one rank per player" in out and "train stage on the cluster" in out
 
 
 def test_memory_plan_for_7b_and_14b_on_40_and_80_gb() -> None:
@@ -93,10 +100,14 @@ def test_memory_plan_for_7b_and_14b_on_40_and_80_gb() -> None:
 
 
 def test_cluster_and_judge_overrides_change_the_cost(capsys: pytest.CaptureFixture[str]) -> None:
-    base = plan_report(load_config(PAPER))
-    h100 = plan_report(load_config(PAPER, ["cluster.gpu_type=H100-80GB", "cluster.num_gpus=32"]))
+    base = plan_report(load_config(PAPER, [SEPARATE, AT_64]))
+    h100 = plan_report(
+        load_config(PAPER, [SEPARATE, AT_64, "cluster.gpu_type=H100-80GB", "cluster.num_gpus=32"])
+    )
     assert h100["total_gpu_hours"] < base["total_gpu_hours"]
-    logprob = plan_report(load_config(PAPER, ["judge.method=logprob"]))["iterations"][0]["stages"]["judge"]
+    logprob = plan_report(load_config(PAPER, [SEPARATE, "judge.method=logprob"]))["iterations"][0]["stages"][
+        "judge"
+    ]
     assert logprob["decode_tokens"] == 2 * 16_000
     generate_judge = base["iterations"][0]["stages"]["judge"]
     assert (
@@ -110,9 +121,11 @@ def test_cluster_and_judge_overrides_change_the_cost(capsys: pytest.CaptureFixtu
 def test_calibration_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     calibration = tmp_path / "calibration.json"
     calibration.write_text(json.dumps({"gpu_types": {"A100-40GB": {"decode_mfu": 0.24}}}))
-    code, out, _ = _run(["plan", "--config", PAPER, "--json", "--calibration", str(calibration)], capsys)
+    code, out, _ = _run(
+        ["plan", "--config", PAPER, "--json", "--calibration", str(calibration), SEPARATE, AT_64], capsys
+    )
     faster = json.loads(out)["iterations"][0]["stages"]["generate"]
-    slower = plan_report(load_config(PAPER))["iterations"][0]["stages"]["generate"]
+    slower = plan_report(load_config(PAPER, [SEPARATE, AT_64]))["iterations"][0]["stages"]["generate"]
     assert code == 0 and faster["gpu_hours"] < slower["gpu_hours"]
     calibration.write_text(json.dumps({"gpu_types": {"MI250X": {"memory_gb": 64, "peak_tflops": 383}}}))
     code, out, _ = _run(["plan", "--config", PAPER, "--json", "--calibration", str(calibration),

@@ -87,6 +87,10 @@ def test_adapter_changes_and_loads(
     run, stats = trained
     assert stats["num_pairs"] == 8 and stats["steps"] == 8 and stats["resumed_from"] is None
     assert stats["loss"] is not None
+    assert [e["step"] for e in stats["log"]] == list(range(1, 9)) and stats["log"][-1]["loss"] == stats[
+        "loss"
+    ]
+    assert all(isinstance(e["rewards/margins"], float) for e in stats["log"])  # TRL's per-step metrics kept
     adapter = run / "adapter"
     assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     before, after = _weights(tiny_adapters[0]), _weights(adapter)
@@ -124,6 +128,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(
     assert last_checkpoint(work) == work / "checkpoint-6"
     stats = _train(tmp_path, "resumed", tiny_base, tiny_adapters[0], pairs)
     assert stats["resumed_from"] == "checkpoint-6" and stats["steps"] == 8
+    assert [e["step"] for e in stats["log"]] == list(range(1, 9))  # steps 1-6 come from the checkpoint
     assert _same(_weights(run / "adapter"), _weights(tmp_path / "resumed" / "adapter"))
     # Published: a rerun returns the stats without training.
     assert _train(tmp_path, "resumed", tiny_base, tiny_adapters[0], pairs) == stats
@@ -143,3 +148,27 @@ def test_base_reference_and_fresh_lora(
     fresh = _weights(tmp_path / "fresh" / "adapter")
     assert len(fresh) == 2 * 2 * 2 and all(t.shape[0] == 4 for k, t in fresh.items() if "lora_A" in k)
     assert all(t.abs().sum() > 0 for k, t in fresh.items() if "lora_B" in k)  # trained away from B = 0
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_holds_the_dpo_metrics(
+    tmp_path: Path, tiny_base: Path, tiny_adapters: list[Path], pairs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wandb
+
+    for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WANDB_NAME", "iter_000-tiny-a")
+    try:
+        stats = _train(tmp_path, "logged", tiny_base, tiny_adapters[0], pairs, wandb=True)
+    finally:
+        wandb.finish()
+        wandb.teardown()  # the W&B service writes the run file; teardown waits for it
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1, list(tmp_path.rglob("*"))
+    data = runs[0].read_bytes()
+    assert b"iter_000-tiny-a" in data
+    for metric in ("train/loss", "train/rewards/margins", "train/rewards/accuracies"):
+        assert metric.encode() in data, metric
+    last = stats["log"][-1]  # W&B holds the values the run directory keeps (as JSON)
+    assert json.dumps(last["loss"]).encode() in data and json.dumps(last["rewards/margins"]).encode() in data
