@@ -31,10 +31,20 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from sparta_hpc.report.status import render, watch
 
+    queue = None if args.no_slurm else _squeue
     if args.watch is not None:
-        return watch(Path(args.run_dir), args.watch, args.json)
-    print(render(Path(args.run_dir), args.json))
+        return watch(Path(args.run_dir), args.watch, args.json, queue=queue)
+    print(render(Path(args.run_dir), args.json, queue=queue))
     return 0
+
+
+def _squeue(job_ids: list[str]) -> dict[str, dict[str, str]] | None:
+    """The live states of the run's jobs for ``status``: one squeue call (``report/`` never imports
+    ``cluster/``; the CLI passes this in)."""
+    from sparta_hpc.cluster.squeue_states import squeue_states
+
+    states = squeue_states(job_ids)
+    return None if states is None else {j: s.to_dict() for j, s in states.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="iterations x stages and the current ratings of a run")
     status.add_argument("run_dir")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    watch_help = "refresh every SECONDS (default 10) until the run is done"
+    watch_help = "refresh every SECONDS (default 10) until the run is done or no launcher drives it (exit 1)"
     status.add_argument("--watch", nargs="?", type=float, const=10.0, metavar="SECONDS", help=watch_help)
+    no_slurm = "do not ask squeue for the live states of the run's jobs"
+    status.add_argument("--no-slurm", action="store_true", help=no_slurm)
     cancel = sub.add_parser("cancel", help="stop a run's launcher and cancel its live Slurm jobs")
     cancel.add_argument("run_dir")
     report = sub.add_parser("report", help="results table, leaderboard, plots and an HTML report of a run")

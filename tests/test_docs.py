@@ -88,6 +88,7 @@ SAMPLE_ARGS = {
     "split": "val",
     "task": None,  # an eval.tasks task adds a <task> folder under the player (docs/formats.md)
     "attempt": "<attempt>",
+    "unit": "<unit>",
 }
 """Arguments of ``RunDir``'s methods: the doc's placeholders, or examples it draws (numbers count as N)."""
 TREE_LINE = re.compile(r"^((?:[│ ]   )*)[├└]── ([^\s,]+(?:, [^\s,]+)*)")

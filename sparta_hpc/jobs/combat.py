@@ -34,7 +34,9 @@ def combat_shard(run_root: str, t: int, shard: int) -> int:
     if not run.shard(t, "judge", shard).exists():
         responses = shard_generations(run, t, shard)
         new += max(0, judge_records(run, cfg, t, shard, engine, responses))
-    new += evaluate_units(run, cfg, t, units, lambda: engine.get("evaluate"), lambda u: u.player)
+    new += evaluate_units(
+        run, cfg, t, units, lambda: engine.get("evaluate"), lambda u: u.player, f"combat-{shard}"
+    )
     return new
 
 

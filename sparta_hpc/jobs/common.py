@@ -19,6 +19,7 @@ from sparta_hpc.errors import RecordError
 from sparta_hpc.files import jsonl_text, parse_records, publish_text, read_jsonl
 from sparta_hpc.method.types import Match
 from sparta_hpc.store.models import read_models, user_paths
+from sparta_hpc.store.progress import UnitProgress
 from sparta_hpc.store.rundir import RunDir
 
 
@@ -135,6 +136,7 @@ def run_chunks(
     requests: list[Request],
     chunk_size: int,
     compute: Callable[[list[Request]], list[dict[str, Any]]],
+    progress: UnitProgress | None = None,
 ) -> list[dict[str, Any]] | None:
     """Compute every chunk not saved yet (one file per chunk), then return all chunk results in order.
 
@@ -142,7 +144,8 @@ def run_chunks(
     at the same unit that saved a chunk first keeps it, with the same content. A saved chunk that is not one
     JSON record per request (truncated, emptied, overwritten by a failing disk) is removed and computed again,
     so it never reaches the unit's output. ``None`` when that attempt has published the unit's output ``out``
-    meanwhile: there is nothing left to do.
+    meanwhile: there is nothing left to do. ``progress`` counts every chunk, found saved or computed (it never
+    changes a record).
     """
     chunks = [requests[i : i + chunk_size] for i in range(0, len(requests), chunk_size)]
     saved = sum((parts / f"chunk_{i:05d}.jsonl").exists() for i in range(len(chunks)))
@@ -154,6 +157,7 @@ def run_chunks(
         if out.exists():
             return _published_elsewhere(parts)
         records = _saved_chunk(path, len(chunk))
+        found = records is not None
         if records is None:
             records = compute(chunk)
             if out.exists():
@@ -166,7 +170,22 @@ def run_chunks(
                     return _published_elsewhere(parts)
                 raise
         results += records
+        if progress is not None:
+            progress.advance(len(chunk), found=found)
     return results
+
+
+def num_chunks(num_requests: int, chunk_size: int) -> int:
+    """How many chunks ``run_chunks`` cuts ``num_requests`` requests into."""
+    return -(-num_requests // chunk_size)
+
+
+def unit_progress(
+    run: RunDir, t: int, stage: str, unit: str, num_requests: int, chunk_size: int
+) -> UnitProgress:
+    """The progress file of one generate or judge shard, written at once (0 done)."""
+    chunks = num_chunks(num_requests, chunk_size)
+    return UnitProgress.open(run, t, stage, unit, attempt_id(), chunks, num_requests)
 
 
 def _published_elsewhere(parts: Path) -> list[dict[str, Any]] | None:

@@ -8,8 +8,10 @@ from typing import Any
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.engines.base import Request, Sampling
 from sparta_hpc.jobs.common import (
+    attempt_id,
     engine_chunk,
     load_engine,
+    num_chunks,
     open_run,
     publish_records,
     run_chunks,
@@ -19,6 +21,7 @@ from sparta_hpc.jobs.common import (
 )
 from sparta_hpc.jobs.models import eval_judge_model
 from sparta_hpc.store.models import evaluated_models, user_paths
+from sparta_hpc.store.progress import UnitProgress
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.tasks import evaluation
 from sparta_hpc.tasks.evaluation import EvalRecord, EvalUnit
@@ -52,7 +55,7 @@ def evaluate_shard(run_root: str, t: int, task: int) -> int:
             cache.append(load_engine(cfg, players))
         return cache[0]
 
-    return evaluate_units(run, cfg, t, todo, engine, _eval_name)
+    return evaluate_units(run, cfg, t, todo, engine, _eval_name, str(task))
 
 
 def evaluate_units(
@@ -62,21 +65,32 @@ def evaluate_units(
     units: list[EvalUnit],
     engine: Callable[[], Any],
     model: Callable[[EvalUnit], str],
+    unit: str,
 ) -> int:
     """Evaluate ``units`` (those not written yet) with ``engine()``, where unit u's model is named
     ``model(u)``: ``label/player`` in an evaluate task, the player's own name in a combat task (whose engine
-    holds the players as they generate). The number of new records."""
+    holds the players as they generate). ``unit`` names the progress file. The number of new records."""
     todo = [u for u in units if not run.eval_records(t, u.label, u.player, u.split, u.shard, u.task).exists()]
+    if not todo:
+        return 0
     examples = {
         (u.task, u.split): evaluation.split_examples(
             evaluation.unit_task(cfg.task, u.task), cfg.eval, cfg.run.seed, u.split
         )
         for u in todo
     }
-    new = 0
-    for u in todo:
-        shard = split_evenly(examples[u.task, u.split], cfg.eval.num_shards, u.shard)
-        new += _evaluate_unit(run, cfg, t, u, shard, engine, model(u))
+    shards = [split_evenly(examples[u.task, u.split], cfg.eval.num_shards, u.shard) for u in todo]
+    chunk = engine_chunk(cfg, cfg.eval.chunk_size)
+    progress = UnitProgress.open(
+        run, t, "evaluate", unit, attempt_id(),
+        chunks_total=sum(num_chunks(len(s), chunk) for s in shards),
+        items_total=sum(len(s) for s in shards),
+    )  # fmt: skip
+    new = sum(
+        _evaluate_unit(run, cfg, t, u, s, engine, model(u), progress)
+        for u, s in zip(todo, shards, strict=True)
+    )
+    progress.finish()
     return new
 
 
@@ -92,6 +106,7 @@ def _evaluate_unit(
     examples: list[TaskExample],
     engine: Callable[[], Any],
     model: str,
+    progress: UnitProgress,
 ) -> int:
     """Answer and score one unit's examples chunk by chunk; write its record file."""
     by_id = {e.id: e for e in examples}
@@ -130,5 +145,5 @@ def _evaluate_unit(
 
     key = (t, u.label, u.player, u.split, u.shard, u.task)
     out, parts = run.eval_records(*key), run.eval_parts(*key)
-    records = run_chunks(parts, out, requests, engine_chunk(cfg, cfg.eval.chunk_size), compute)
+    records = run_chunks(parts, out, requests, engine_chunk(cfg, cfg.eval.chunk_size), compute, progress)
     return 0 if records is None else max(0, publish_records(out, parts, records))

@@ -16,6 +16,7 @@ from sparta_hpc.jobs.common import (
     sample_id,
     shard_matches,
     stable_seed,
+    unit_progress,
 )
 from sparta_hpc.method.types import Generation, Match
 from sparta_hpc.store.rundir import RunDir
@@ -76,8 +77,12 @@ def generate_records(run: RunDir, cfg: SpartaConfig, t: int, shard: int, engine:
         ]
 
     out, parts = run.shard(t, "generate", shard), run.shard_parts(t, "generate", shard)
-    records = run_chunks(parts, out, requests, engine_chunk(cfg, g.chunk_size), compute)
-    return -1 if records is None else publish_records(out, parts, records)
+    chunk = engine_chunk(cfg, g.chunk_size)
+    progress = unit_progress(run, t, "generate", str(shard), len(requests), chunk)
+    records = run_chunks(parts, out, requests, chunk, compute, progress)
+    published = -1 if records is None else publish_records(out, parts, records)
+    progress.finish()
+    return published
 
 
 def read_generations(run: RunDir, t: int, num_shards: int) -> dict[tuple[str, str], str]:

@@ -16,6 +16,7 @@ from sparta_hpc.jobs.common import (
     sample_id,
     shard_matches,
     stable_seed,
+    unit_progress,
 )
 from sparta_hpc.jobs.generate import read_generations
 from sparta_hpc.method import judging
@@ -104,12 +105,17 @@ def judge_records(
         ]
 
     out, parts = run.shard(t, "judge", shard), run.shard_parts(t, "judge", shard)
-    results = run_chunks(parts, out, requests, engine_chunk(cfg, j.chunk_size), compute)
+    chunk = engine_chunk(cfg, j.chunk_size)
+    progress = unit_progress(run, t, "judge", str(shard), len(requests), chunk)
+    results = run_chunks(parts, out, requests, chunk, compute, progress)
     if results is None:
-        return -1
-    if cfg.run.mode == "self_rewarding":
-        return publish_records(out, parts, [_self_record(r) for r in results])
-    return publish_records(out, parts, [judgment.to_dict() for judgment in _pair_sides(results)])
+        published = -1
+    elif cfg.run.mode == "self_rewarding":
+        published = publish_records(out, parts, [_self_record(r) for r in results])
+    else:
+        published = publish_records(out, parts, [judgment.to_dict() for judgment in _pair_sides(results)])
+    progress.finish()
+    return published
 
 
 def _self_requests(

@@ -9,6 +9,7 @@ from typing import Any
 from sparta_hpc.files import read_json, write_json
 from sparta_hpc.jobs.common import attempt_id, has_cuda, open_run, players_at, set_threads, stable_seed
 from sparta_hpc.store.models import stored
+from sparta_hpc.store.progress import UnitProgress
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.training.data import data_line, drop_warning, sum_data
 
@@ -24,7 +25,8 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
     from sparta_hpc.training.checkpoints import adopt_checkpoint
     from sparta_hpc.training.dpo import run_dpo_job
 
-    work = run.train_attempt(t, player, attempt_id())
+    progress = UnitProgress.open(run, t, "train", player, attempt_id(), chunks_total=0, items_total=1)
+    work = run.train_attempt(t, player, progress.attempt)
     adopt_checkpoint(work, run.train_work(t, player))
     spec = players_at(run, t, cfg)[player]
     if cfg.train.wandb:  # one W&B run per player and iteration, its files in the run directory
@@ -49,6 +51,7 @@ def train_player(run_root: str, t: int, player: str) -> dict[str, Any]:
 
         wandb.finish()  # the next player trained in this process starts its own run
     write_json(run.train_stats(t, player), stats)
+    progress.finish()
     shutil.rmtree(work, ignore_errors=True)  # other attempts' folders: removed by the launcher (train stage)
     return stats
 

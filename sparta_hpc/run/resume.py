@@ -72,6 +72,7 @@ def remove_outputs_from(run: RunDir, t: int, stage: str) -> None:
             break
         for s in STAGES[STAGES.index(stage) if u == t else 0 :]:
             shutil.rmtree(run.stage(u, s), ignore_errors=True)
+            shutil.rmtree(run.progress_dir(u, s), ignore_errors=True)  # describes what was just removed
 
 
 def sync_summary(state: RunState, cfg: SpartaConfig, run: RunDir) -> None:

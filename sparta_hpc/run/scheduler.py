@@ -26,6 +26,8 @@ from sparta_hpc.cluster.squeue import squeue_statuses
 from sparta_hpc.config import SpartaConfig
 from sparta_hpc.run import progress
 from sparta_hpc.run.slurm_stage import FILE_CHECK_S, SlurmStage
+from sparta_hpc.store import events as ev
+from sparta_hpc.store.progress import Heartbeat
 from sparta_hpc.store.rundir import RunDir
 from sparta_hpc.store.state import RunState
 
@@ -65,6 +67,7 @@ class Runner:
         self.log = log
         self.sacct = sacct or Sacct()
         self.squeue = squeue
+        self.heartbeat = Heartbeat(run)
         self.source = "sacct"
         """Where the last answer about jobs came from: ``sacct``, ``squeue``, or ``none`` (both failed)."""
         self.max_array: int | None = None
@@ -95,6 +98,10 @@ class Runner:
         todo = {u: args for u, args in jobs.units.items() if not done(u)}
         if not todo:
             return {}
+        self.heartbeat.beat(force=True)
+        ev.EventLog(self.run_dir).emit(
+            ev.UNITS, iteration=jobs.t, stage=jobs.stage, total=len(jobs.units), todo=list(todo)
+        )
         cluster = self.cfg.cluster
         if cluster.backend == "inline":
             return {u: jobs.fn(*args) for u, args in todo.items()}
@@ -113,6 +120,7 @@ class Runner:
 
     def _progress(self, jobs: StageJobs) -> None:
         """The stage's progress line: items done (saved chunks, trained players) of the stage's total."""
+        self.heartbeat.beat()
         done, total = progress.stage_progress(self.run_dir, jobs.t, jobs.stage, self.cfg)
         if total:
             progress.update(f"[iter {jobs.t}] {jobs.stage}", done, total)

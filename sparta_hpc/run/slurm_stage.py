@@ -352,6 +352,7 @@ class SlurmStage:
         return self.jobs.is_done is None or self.jobs.is_done(unit)
 
     def _progress(self) -> None:
+        self.runner.heartbeat.beat()
         done, total = progress.stage_progress(
             self.runner.run_dir, self.jobs.t, self.jobs.stage, self.runner.cfg
         )

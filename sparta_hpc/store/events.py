@@ -21,6 +21,8 @@ STAGE_START = "stage_start"
 """The launcher began a stage (fields: iteration, stage)."""
 STAGE_END = "stage_end"
 """The launcher recorded a stage as done (fields: iteration, stage, seconds)."""
+UNITS = "units"
+"""The launcher is about to run a stage's units (fields: iteration, stage, total, todo: units not done)."""
 SUBMITTED = "submitted"
 """Jobs were submitted (fields: iteration, stage, job_id, num_tasks)."""
 STARTED = "started"
@@ -106,6 +108,15 @@ def stage_counts(events: list[dict[str, Any]]) -> dict[tuple[int, str], Counter[
         if isinstance(e.get("iteration"), int) and isinstance(e.get("stage"), str):
             out.setdefault((e["iteration"], e["stage"]), Counter())[e["kind"]] += 1
     return out
+
+
+def last_units(events: list[dict[str, Any]]) -> dict[tuple[int, str], dict[str, Any]]:
+    """``{(iteration, stage): event}`` of the latest ``units`` event of every stage."""
+    return {
+        (e["iteration"], e["stage"]): e
+        for e in events
+        if e["kind"] == UNITS and isinstance(e.get("iteration"), int) and isinstance(e.get("todo"), list)
+    }
 
 
 def last_stage_start(events: list[dict[str, Any]]) -> dict[tuple[int, str], str]:

@@ -35,6 +35,11 @@ class RunDir:
         return self.root / "events.jsonl"
 
     @property
+    def heartbeat_file(self) -> Path:
+        """``{time, host, pid}``, rewritten by the waiting launcher every ``store.progress.HEARTBEAT_S``."""
+        return self.root / "launcher_heartbeat.json"
+
+    @property
     def tensorboard_dir(self) -> Path:
         """TensorBoard event files (only with ``run.tensorboard=true``)."""
         return self.root / "tensorboard"
@@ -135,6 +140,14 @@ class RunDir:
     def jobs(self, t: int, stage: str) -> Path:
         """submitit's folder (pickles and logs) of one stage's jobs."""
         return self.root / "jobs" / f"iter_{t:03d}" / stage
+
+    def progress_dir(self, t: int, stage: str) -> Path:
+        """What one stage's running units have done, one file per unit, written by the jobs themselves."""
+        return self.root / "progress" / f"iter_{t:03d}" / stage
+
+    def unit_progress(self, t: int, stage: str, unit: str) -> Path:
+        """``{attempt, chunks, items, finished, updated, ...}`` of one unit (``store/progress.py``)."""
+        return self.progress_dir(t, stage) / f"{unit}.json"
 
     @property
     def launcher_jobs(self) -> Path:
