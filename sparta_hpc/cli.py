@@ -1,4 +1,4 @@
-"""``sparta-hpc`` commands: run, status, cancel, report, compare, rate, simulate, plan, prepare-data.
+"""``sparta-hpc`` commands: run, status, cancel, report, compare, rate, simulate, plan, prepare-data, models.
 
 Nothing heavy is imported to build the parser."""
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="compare", help="output folder (default: ./compare)")
     from sparta_hpc.tasks import prepare
     from sparta_hpc.tools import cost as plan
-    from sparta_hpc.tools import rescore, simulate
+    from sparta_hpc.tools import models, rescore, simulate
 
     plan.add_arguments(
         sub.add_parser("plan", help="jobs, GPU-hours, wall time and memory of a config; submits nothing")
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.add_arguments(
         sub.add_parser("prepare-data", help="convert a task's data to the canonical format")
+    )
+    models.add_arguments(
+        sub.add_parser("models", help="download/convert a config's models for offline jobs, or check them")
     )
     return parser
 
@@ -100,6 +103,10 @@ def main(argv: list[str] | None = None) -> None:
             from sparta_hpc.tools import cost as plan
 
             code = plan.main(args)
+        elif args.command == "models":
+            from sparta_hpc.tools import models
+
+            code = models.main(args)
         elif args.command == "prepare-data":
             from sparta_hpc.tasks import prepare
 
