@@ -4,10 +4,10 @@
 
 Runs ``launch.py --config configs/smollm.yaml --cluster local`` (resumes, or does nothing if the run is done;
 needs ``bash scripts/get-smollm2.sh`` first), then reads the run directory: time per stage and iteration
-(``events.jsonl``), the generate judge's parse rate, preference pairs kept, the rating spread after each
-iteration, and a few real answers with their judges' outputs. The logprob judge is measured on the same
-answers: iteration 0's judge requests are scored again with ``judge.method=logprob`` (same judges, prompts
-and cut), giving its score spread and the probability mass on the ten scores.
+(``events.jsonl``), the logprob judge's score spread, preference pairs kept, the rating spread after each
+iteration, and a few real answers with their scores. The generate judge is measured on the same answers:
+iteration 0's judge requests are sent again with ``judge.method=generate`` (same judges, prompts, cut and
+decoding settings), giving its parse rate and what the judges wrote.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sparta_hpc.config import load_saved_config  # noqa: E402
+from sparta_hpc.engines.base import Sampling  # noqa: E402
 from sparta_hpc.files import read_jsonl  # noqa: E402
 from sparta_hpc.jobs.common import load_engine, players_at  # noqa: E402
 from sparta_hpc.jobs.generate import read_generations  # noqa: E402
 from sparta_hpc.jobs.judge import judge_requests  # noqa: E402
+from sparta_hpc.method import judging  # noqa: E402
 from sparta_hpc.method.types import Match  # noqa: E402
 from sparta_hpc.store.rundir import STAGES, RunDir  # noqa: E402
 
@@ -56,24 +58,26 @@ def judged(run: RunDir, t: int) -> list[dict[str, Any]]:
     return [r for f in sorted(run.stage(t, "judge").glob("shard_*.jsonl")) for r in read_jsonl(f)]
 
 
-def logprob_rescore(run: RunDir) -> dict[str, Any]:
-    """Iteration 0's judge requests scored by the logprob judge (same judges, prompts, cut)."""
-    cfg = load_saved_config(run.config)
-    cfg.judge.method = "logprob"
+def generate_rejudge(run: RunDir) -> dict[str, Any]:
+    """Iteration 0's judge requests answered by the generate judge (same judges, prompts, cut, decoding)."""
+    cfg = load_saved_config(run.config_file)
+    cfg.judge.method = "generate"
     matches = [Match.from_dict(m) for m in read_jsonl(run.matches(0))]
     requests = judge_requests(cfg, 0, matches, read_generations(run, 0, cfg.generate.num_shards))
     engine = load_engine(cfg, players_at(run, 0))
+    j = cfg.judge
+    sampling = Sampling(
+        max_new_tokens=j.max_new_tokens, temperature=j.temperature, top_k=j.top_k, top_p=j.top_p
+    )
     start = time.monotonic()
-    scores = engine.expected_scores(requests)
+    written = engine.generate(requests, sampling)
     seconds = time.monotonic() - start
     engine.close()
-    values = [s.score for s in scores]
+    parsed = [judging.parse_score(c.text) for c in written]
     return {
-        "requests": len(values),
-        "min": round(min(values), 3),
-        "max": round(max(values), 3),
-        "stdev": round(statistics.pstdev(values), 3),
-        "mean_mass": round(statistics.fmean(s.mass for s in scores), 3),
+        "requests": len(written),
+        "parsed": sum(p is not None for p in parsed),
+        "examples": [c.text for c in written[:3]],
         "seconds": round(seconds, 1),
     }
 
@@ -83,20 +87,22 @@ def measure(run: RunDir) -> dict[str, Any]:
     iterations = state["iteration"]
     rows = []
     for t in range(iterations):
-        scores = [s for r in judged(run, t) for s in r["scores"]]
+        scores = [s for r in judged(run, t) for s in r["scores"] if s is not None]
         ratings = json.loads(run.ratings(t).read_text())
         values = [r["rating"] if isinstance(r, dict) else r for r in ratings.values()]
         rows.append(
             {
                 "iteration": t,
                 "judge_scores": len(scores),
-                "parsed": sum(s is not None for s in scores),
+                "score_min": round(min(scores), 2),
+                "score_max": round(max(scores), 2),
+                "score_stdev": round(statistics.pstdev(scores), 3),
                 "pairs": sum(1 for _ in read_jsonl(run.preferences(t))),
                 "rating_spread": round(max(values) - min(values), 4),
             }
         )
     generations = [r for r in read_jsonl(run.shard(0, "generate", 0))][:3]
-    raws = {r["match_id"]: r["raw"] for r in judged(run, 0)}
+    raws = {r["match_id"]: r["scores"] for r in judged(run, 0)}
     samples = [
         {
             "prompt_match": g["match_id"],
@@ -117,20 +123,24 @@ def main() -> None:
     args = p.parse_args()
     run = RunDir(Path(args.run_dir))
     wall = None if args.no_run else round(run_tournament(run.root), 1)
-    result = {"wall_seconds": wall, **measure(run), "logprob_iter0": logprob_rescore(run)}
-    print("| iteration | generate judge parsed | pairs kept | rating spread after |")
+    result = {"wall_seconds": wall, **measure(run), "generate_judge_iter0": generate_rejudge(run)}
+    print("| iteration | logprob judge scores: min / max / stdev | pairs kept | rating spread after |")
     print("|---|---|---|---|")
     for r in result["iterations"]:
-        rate = f"{r['parsed']}/{r['judge_scores']} ({100 * r['parsed'] / max(1, r['judge_scores']):.0f}%)"
-        print(f"| {r['iteration']} | {rate} | {r['pairs']} | {r['rating_spread']} |")
+        spread = f"{r['judge_scores']} scores: {r['score_min']} / {r['score_max']} / {r['score_stdev']}"
+        print(f"| {r['iteration']} | {spread} | {r['pairs']} | {r['rating_spread']} |")
     print()
     print("| iteration | " + " | ".join(STAGES) + " |")
     print("|---" * (len(STAGES) + 1) + "|")
     for t, secs in sorted(result["stage_seconds"].items()):
         print(f"| {t} | " + " | ".join(f"{secs.get(s, 0):.1f} s" for s in STAGES) + " |")
-    print(f"\nlogprob judge on iteration 0's answers: {result['logprob_iter0']}")
+    g = result["generate_judge_iter0"]
+    print(
+        f"\ngenerate judge on iteration 0's answers: {g['parsed']}/{g['requests']} parsed, {g['seconds']} s"
+    )
+    print(f"  it wrote, e.g.: {g['examples']}")
     for s in result["samples"]:
-        print(f"\n{s['player']} ({s['prompt_match']}): {s['answer']!r}\n  judges wrote: {s['judge']!r}")
+        print(f"\n{s['player']} ({s['prompt_match']}): {s['answer']!r}\n  match scores: {s['judge']!r}")
     if wall is not None:
         print(f"\nsmollm_tournament: whole run {wall} s (launch.py, including start-up)")
     if args.json:
