@@ -3,8 +3,8 @@
 - ``tiny``: the built-in random tiny base, built inside the run directory (``engines/tiny.py``).
 - a local Hugging Face directory (``config.json`` + safetensors weights + tokenizer).
 - a hub id (``org/name``, not an existing path): read from the local Hugging Face cache only
-  (``HF_HUB_CACHE`` / ``HF_HOME``); ``sparta-hpc models fetch CONFIG`` fills that cache on a machine with
-  internet (a login node), so jobs never reach the hub.
+  (``HF_HUB_CACHE`` / ``HF_HOME``); ``sparta-hpc models fetch --config CONFIG`` fills that cache on a
+  machine with internet (a login node), so jobs never reach the hub.
 - a GGUF file (``*.gguf``): de-quantized once to float32 into a safetensors directory under the model cache
   (``$SPARTA_MODEL_CACHE``, default ``~/.cache/sparta-hpc/models``), named by the file's sha256, published in
   one rename (``files.staging_dir``): two jobs converting at once keep one result.
@@ -102,8 +102,8 @@ def hub_snapshot(repo_id: str, *, download: bool = False) -> Path:
             raise ModelSourceError(f"{repo_id}: download failed: {_first_line(e)}") from None
         raise ModelSourceError(
             f"hub id {repo_id!r} is not in the local Hugging Face cache ({HF_HUB_CACHE}); "
-            "run `sparta-hpc models fetch CONFIG` where the hub is reachable (a login node), with the same "
-            "HF_HOME / HF_HUB_CACHE as the jobs"
+            "run `sparta-hpc models fetch --config CONFIG` where the hub is reachable (a login node), "
+            "with the same HF_HOME / HF_HUB_CACHE as the jobs"
         ) from None
 
 
