@@ -58,12 +58,13 @@ def judged(run: RunDir, t: int) -> list[dict[str, Any]]:
     return [r for f in sorted(run.stage(t, "judge").glob("shard_*.jsonl")) for r in read_jsonl(f)]
 
 
-def generate_rejudge(run: RunDir) -> dict[str, Any]:
-    """Iteration 0's judge requests answered by the generate judge (same judges, prompts, cut, decoding)."""
+def generate_rejudge(run: RunDir, limit: int | None = None) -> dict[str, Any]:
+    """Iteration 0's judge requests (the first ``limit``, or all) answered by the generate judge (same judges,
+    prompts, cut, decoding)."""
     cfg = load_saved_config(run.config_file)
     cfg.judge.method = "generate"
     matches = [Match.from_dict(m) for m in read_jsonl(run.matches(0))]
-    requests = judge_requests(cfg, 0, matches, read_generations(run, 0, cfg.generate.num_shards))
+    requests = judge_requests(cfg, 0, matches, read_generations(run, 0, cfg.generate.num_shards))[:limit]
     engine = load_engine(cfg, players_at(run, 0))
     j = cfg.judge
     sampling = Sampling(
@@ -120,10 +121,15 @@ def main() -> None:
     p.add_argument("--run-dir", default=str(ROOT / "bench" / "out" / "smollm"))
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--no-run", action="store_true", help="only measure an existing run directory")
+    p.add_argument("--rejudge", type=int, help="send only the first N judge requests to the generate judge")
     args = p.parse_args()
     run = RunDir(Path(args.run_dir))
     wall = None if args.no_run else round(run_tournament(run.root), 1)
-    result = {"wall_seconds": wall, **measure(run), "generate_judge_iter0": generate_rejudge(run)}
+    result = {
+        "wall_seconds": wall,
+        **measure(run),
+        "generate_judge_iter0": generate_rejudge(run, args.rejudge),
+    }
     print("| iteration | logprob judge scores: min / max / stdev | pairs kept | rating spread after |")
     print("|---|---|---|---|")
     for r in result["iterations"]:

@@ -18,7 +18,7 @@ from sparta_hpc.store.rundir import RunDir
 from tests.conftest import MODEL_CACHE, SMOLLM2_GGUF
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def test_smollm_tournament_runs_end_to_end_on_the_real_model(smollm2: Path, tmp_path: Path) -> None:
@@ -26,8 +26,8 @@ def test_smollm_tournament_runs_end_to_end_on_the_real_model(smollm2: Path, tmp_
     models = ", ".join(f"{{name: p{i}, base: {SMOLLM2_GGUF}, adapter: null}}" for i in range(3))
     overrides = [
         f"models=[{models}]", "run.iterations=1", "plan.num_prompts=3", "plan.k=2", "judge.method=logprob",
-        "generate.max_new_tokens=16", "train.max_length=96", "train.learning_rate=1e-4",
-        "task.synthetic_eval_size=2", "eval.max_new_tokens=8",
+        "generate.max_new_tokens=12", "train.max_length=96", "train.learning_rate=1e-4",
+        "task.synthetic_eval_size=1", "eval.max_new_tokens=6",
     ]  # fmt: skip
     env = {
         **os.environ,
@@ -38,7 +38,7 @@ def test_smollm_tournament_runs_end_to_end_on_the_real_model(smollm2: Path, tmp_
     done = subprocess.run(
         [sys.executable, "launch.py", "--config", "configs/smollm.yaml", "--cluster", "inline",
          "--run-dir", str(run_dir), *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1700,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run = RunDir(run_dir)
