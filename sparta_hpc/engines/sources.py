@@ -110,12 +110,12 @@ def hub_snapshot(repo_id: str, *, download: bool = False) -> Path:
 def convert_gguf(gguf: str | Path, cache: str | Path | None = None) -> Path:
     """The safetensors directory of a GGUF model, converting it (once) if the cache does not hold it."""
     path = Path(gguf)
+    if path.is_file() and (converted_dir(path, cache) / SOURCE_FILE).is_file():
+        return converted_dir(path, cache)  # converted before: no gguf package needed (e.g. .venv-vllm)
     problems = gguf_problems(path)
     if problems:
         raise ModelSourceError(f"{gguf}: {problems[0]}")
     out = converted_dir(path, cache)
-    if (out / SOURCE_FILE).is_file():
-        return out
     with staging_dir(out) as tmp:
         _dequantize(path, tmp)
         (tmp / SOURCE_FILE).write_text(
