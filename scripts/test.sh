@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/setup-vllm.sh  # .venv-vllm: vLLM's CPU build for the tests marked vllm
+bash scripts/get-smollm2.sh  # models/: SmolLM2-135M-Instruct (GGUF) for the real-model tests
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 if ! sinfo -h >/dev/null 2>&1 && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
   bash slurm/testcluster.sh install

@@ -1,5 +1,5 @@
 """``sparta-hpc`` commands: run, status, cancel, report, export, compare, rate, simulate, plan,
-prepare-data, build-pool.
+prepare-data, build-pool, models.
 
 Nothing heavy is imported to build the parser."""
 
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="compare", help="output folder (default: ./compare)")
     from sparta_hpc.tasks import prepare
     from sparta_hpc.tools import cost as plan
-    from sparta_hpc.tools import rescore, simulate
+    from sparta_hpc.tools import models, rescore, simulate
 
     plan.add_arguments(
         sub.add_parser("plan", help="jobs, GPU-hours, wall time and memory of a config; submits nothing")
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pool.add_arguments(
         sub.add_parser("build-pool", help="SFT one LoRA expert per dataset from one base (a pool of players)")
+    )
+    models.add_arguments(
+        sub.add_parser("models", help="download/convert a config's models for offline jobs, or check them")
     )
     return parser
 
@@ -146,6 +149,10 @@ def _dispatch(argv: list[str] | None) -> int:
             from sparta_hpc.run import pool
 
             code = pool.main(args)
+        elif args.command == "models":
+            from sparta_hpc.tools import models
+
+            code = models.main(args)
         elif args.command == "prepare-data":
             from sparta_hpc.tasks import prepare
 

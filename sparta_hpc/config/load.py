@@ -19,7 +19,8 @@ from omegaconf.errors import OmegaConfBaseException
 from sparta_hpc.cluster.resources import check_preset, check_resource_keys, preset_path, split_preset
 from sparta_hpc.config.overrides import apply_indexed, did_you_mean, parse_overrides, yaml_problem
 from sparta_hpc.config.schema import SpartaConfig
-from sparta_hpc.engines.base import ModelConfig, adapter_problems, base_problems
+from sparta_hpc.engines.base import TINY, ModelConfig, adapter_problems
+from sparta_hpc.engines.sources import checked_dir, source_problems
 from sparta_hpc.errors import ConfigError
 from sparta_hpc.method.settings import PROFILES
 from sparta_hpc.tasks.own import read_rubric, task_file_keys
@@ -269,7 +270,8 @@ def _check_models_complete(merged: Any) -> None:
     missing = [f"{name}.{k}" for name, m in models for k in ("name", "base") if OmegaConf.is_missing(m, k)]
     if missing:
         raise ConfigError(
-            f"missing {', '.join(missing)}: every model needs a name and a base (a directory or tiny)"
+            f"missing {', '.join(missing)}: every model needs a name and a base "
+            "(a directory, a hub id, a .gguf file or tiny)"
         )
 
 
@@ -334,7 +336,8 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def check_paths(cfg: SpartaConfig) -> None:
     """Every path the run will read exists and is what its key says, reported all at once in one ConfigError
-    that names each bad key: model bases (a folder with ``config.json``) and LoRA adapters (of that base),
+    that names each bad key: model bases (a folder with ``config.json``, a hub id in the local Hugging Face
+    cache, a GGUF file; ``engines/sources.py``) and LoRA adapters (of that base),
     the task's data folder and the split files the run reads, a DeepSpeed JSON. Cheap: no weights are read.
     """
     problems: list[str] = []
@@ -366,8 +369,13 @@ def check_paths(cfg: SpartaConfig) -> None:
 
 
 def _model_path_problems(key: str, m: ModelConfig, label: str) -> list[str]:
-    return [f"{key}.base={m.base!r}{label}: {p}" for p in base_problems(m.base)] + [
-        f"{key}.adapter={m.adapter!r}{label}: {p}" for p in adapter_problems(m.adapter, m.base)
+    base_bad = [f"{key}.base={m.base!r}{label}: {p}" for p in source_problems(m.base)]
+    # An adapter is compared with its base's config.json where the base's folder exists already (not for a
+    # GGUF file converted later, nor a bad base, whose problem is reported on its own key).
+    base_dir = checked_dir(m.base) if not base_bad else None
+    return base_bad + [
+        f"{key}.adapter={m.adapter!r}{label}: {p}"
+        for p in adapter_problems(m.adapter, base_dir if base_dir is not None else TINY)
     ]
 
 

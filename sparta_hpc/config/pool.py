@@ -12,7 +12,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from sparta_hpc.config.load import _first_line, _read_yaml
 from sparta_hpc.config.overrides import apply_indexed, did_you_mean, parse_overrides
-from sparta_hpc.engines.base import TINY, base_problems
+from sparta_hpc.engines.base import TINY
+from sparta_hpc.engines.sources import source_problems
 from sparta_hpc.errors import ConfigError
 from sparta_hpc.training.sft import ExpertConfig, PoolConfig, config_problems
 
@@ -53,7 +54,7 @@ def load_pool_config(path: str | Path, overrides: list[str] | None = None) -> Po
     assert isinstance(cfg, PoolConfig)
     cfg.experts = [ExpertConfig(**vars(e)) if not isinstance(e, ExpertConfig) else e for e in cfg.experts]
     base = ["not a model directory (build-pool trains on a real base)"] if cfg.base == TINY else []
-    base += base_problems(cfg.base)
+    base += source_problems(cfg.base)
     problems = [f"base={cfg.base!r}: {p}" for p in base] + config_problems(cfg)
     if problems:
         raise ConfigError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems))

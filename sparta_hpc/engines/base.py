@@ -35,7 +35,10 @@ class ModelConfig:
     name: str = MISSING
     """Unique name; used in records, file names and job names."""
     base: str = MISSING
-    """Directory of the base model (safetensors), or ``tiny`` for the built-in tiny base."""
+    """The base model: a local directory (config.json + safetensors), a hub id ``org/name`` read from the
+    local Hugging Face cache (``sparta-hpc models fetch`` fills it), a ``.gguf`` file (converted once into
+    ``$SPARTA_MODEL_CACHE``), or ``tiny`` for the built-in tiny base. A full checkpoint is a base with
+    ``adapter: null``."""
     adapter: str | None = None
     """Directory of the player's LoRA adapter, ``tiny`` (random tiny adapter) or null (the bare base)."""
     trust_remote_code: bool = False

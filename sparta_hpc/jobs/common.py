@@ -68,9 +68,12 @@ def player_specs(
 
 
 def trusted_bases(cfg: SpartaConfig) -> set[str]:
-    """The bases of the models whose config entry sets ``trust_remote_code`` (players and the eval judge)."""
+    """The base directories of the models whose config entry sets ``trust_remote_code`` (players and the eval
+    judge), as ``prepare_models`` resolved them (a hub id's snapshot, a GGUF file's conversion)."""
+    from sparta_hpc.engines.sources import resolve_base
+
     models = [*cfg.models, *([cfg.eval.judge_model] if cfg.eval.judge_model else [])]
-    return {m.base for m in models if m.trust_remote_code}
+    return {b for m in models if m.trust_remote_code for b in (m.base, resolve_base(m.base))}
 
 
 def players_at(run: RunDir, t: int, cfg: SpartaConfig) -> dict[str, dict[str, str | None]]:

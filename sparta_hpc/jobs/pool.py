@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sparta_hpc.engines.sources import resolve_base
 from sparta_hpc.training.sft import PoolConfig, train_expert
 
 WORK_DIR = ".work"
@@ -14,4 +15,5 @@ def build_expert(cfg: PoolConfig, index: int) -> str:
     """Train expert ``index`` of ``cfg`` (skipped when its adapter exists); return the adapter folder."""
     expert = cfg.experts[index]
     out = Path(cfg.out)
-    return str(train_expert(cfg, cfg.base, expert, out / expert.name, out / WORK_DIR / expert.name))
+    base = resolve_base(cfg.base)  # a GGUF file is converted once, a hub id read from the local cache
+    return str(train_expert(cfg, base, expert, out / expert.name, out / WORK_DIR / expert.name))

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. lora_rank=16 epochs=2")
 
 
+def _as_given(base: str) -> str:
+    """The base as a run config should name it: a local path made absolute, a hub id as it is."""
+    return str(Path(base).resolve()) if Path(base).exists() else base
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = load_pool_config(args.config, list(args.overrides))
     out = Path(cfg.out)
@@ -34,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
         last = f"final loss {losses[-1]:.4f}, " if losses else ""
         print(f"{expert.name}: {adapter} ({last}{time.monotonic() - start:.1f} s)", flush=True)
     models = [
-        {"name": e.name, "base": str(Path(cfg.base).resolve()), "adapter": str((out / e.name).resolve())}
+        {"name": e.name, "base": _as_given(cfg.base), "adapter": str((out / e.name).resolve())}
         for e in cfg.experts
     ]
     atomic_write_text(out / POOL_FILE, yaml.safe_dump({"models": models}, sort_keys=False))

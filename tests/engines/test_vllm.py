@@ -223,3 +223,32 @@ def test_each_array_task_gets_its_own_ports(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("VLLM_PORT", raising=False)
     _set_environment(EngineConfig(kind="vllm", port_base=30000), array_task_index())
     assert os.environ["VLLM_PORT"] == str(30000 + 3 * PORTS_PER_TASK)
+
+
+@pytest.mark.vllm
+def test_real_smollm2_greedy_matches_hf(smollm2: Path) -> None:
+    """SmolLM2-135M-Instruct, converted from its GGUF by the .venv tests (vLLM loads the converted folder:
+    .venv-vllm needs no gguf package): its real chat template, EOS and scores, as the HF engine has them."""
+    require_vllm()
+    from sparta_hpc.engines.vllm import VLLMEngine
+
+    spec = [ModelSpec(name="smol", base=str(smollm2))]
+    requests = [
+        Request(request_id=str(i), model="smol", prompt=p, seed=i)
+        for i, p in enumerate(["What is the capital of France?", "What is 3 + 4?"])
+    ]
+    judge = [
+        Request(
+            request_id="j", model="smol", prompt=judging.judge_prompt("What is 3 + 4?", "7"), seed=0,
+            assistant_prefix=SCORE_PREFIX, max_prompt_tokens=512,
+        )
+    ]  # fmt: skip
+    engine = VLLMEngine(spec, EngineConfig(**CPU_ENGINE, max_model_len=1024))
+    try:
+        ours, our_score = engine.generate(requests, GREEDY), engine.expected_scores(judge)
+    finally:
+        engine.close()
+    hf = HFEngine(spec, dtype="float32")
+    assert ours == hf.generate(requests, GREEDY)
+    assert "Paris" in ours[0].text and ours[0].num_new_tokens < GREEDY.max_new_tokens  # stopped at EOS
+    assert our_score[0].score == pytest.approx(hf.expected_scores(judge)[0].score, abs=1e-3)
