@@ -156,3 +156,43 @@ def test_an_interrupted_expert_resumes_to_the_same_weights(tmp_path: Path, tiny_
         "examples": 12, "steps": 9, "resumed_from": "checkpoint-6",
     }  # fmt: skip
     assert json.loads((whole / "sft_run.json").read_text())["resumed_from"] is None
+
+
+@pytest.mark.slow
+def test_build_pool_on_the_real_smollm2_gguf(
+    tmp_path: Path, smollm2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's base is the GGUF file itself (resolved to the tests' converted folder, no new conversion);
+    the expert's data goes through SmolLM2's own chat template, and the adapter generates on the base."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sparta_hpc.engines.sources import CACHE_ENV
+    from tests.conftest import MODEL_CACHE, SMOLLM2_GGUF
+
+    monkeypatch.setenv(CACHE_ENV, str(MODEL_CACHE))
+    rows = [
+        {"prompt": f"What is code word {i}?", "completion": "The code word is pineapple."} for i in range(4)
+    ]
+    data = _write_jsonl(tmp_path / "code.jsonl", rows)
+    path = _pool_yaml(
+        tmp_path, SMOLLM2_GGUF, {"code": data}, epochs=2, batch_size=2, max_length=64, learning_rate=2e-3,
+        lora_targets=["q_proj", "v_proj"],
+    )  # fmt: skip
+    cfg = load_pool_config(path)
+    from sparta_hpc.jobs.pool import build_expert
+
+    adapter = Path(build_expert(cfg, 0))
+    rows_logged = [json.loads(line) for line in (adapter / "sft_metrics.jsonl").open()]
+    losses = [row["loss"] for row in rows_logged if "loss" in row]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(smollm2), adapter)
+    chat = [{"role": "user", "content": "What is code word 7?"}]
+    ids = tokenizer.apply_chat_template(
+        chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=8, do_sample=False)
+    assert tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
