@@ -181,6 +181,32 @@ def read_csv(path: Path | None) -> list[dict[str, str]]:
 # ---------------------------------------------------------------- command
 
 
+SAMPLE_MATCHES = 3
+"""Matches of the last rated iteration shown with their answers and every judge's scores."""
+SAMPLE_CHARS = 800
+"""An answer or prompt in the report is cut to this many characters (the records keep it whole)."""
+
+
+def sample_matches(run: RunDir, t: int, n: int = SAMPLE_MATCHES) -> list[dict[str, Any]]:
+    """The first ``n`` matches of iteration ``t`` (file order, so the same every time) as the report shows
+    them: the prompt, both players' answers and each judge's two scores (``None``: no usable score)."""
+    judged = parse_records(run.judged(t), JudgedMatch.from_dict)[:n]
+    return [
+        {
+            "iteration": t,
+            "match_id": m.match_id,
+            "prompt": _cut(m.prompt),
+            "answers": [(p, _cut(r)) for p, r in zip(m.players, m.responses, strict=True)],
+            "scores": [(j, s if s is None else list(s)) for j, s in sorted(m.judgments.items())],
+        }
+        for m in judged
+    ]
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS] + " [...]"
+
+
 def build_report(run: RunDir, out: Path) -> dict[str, Any]:
     """Write every report file into ``out``; returns what was written (for the CLI and tests)."""
     state = load_state(run)
@@ -208,6 +234,7 @@ def build_report(run: RunDir, out: Path) -> dict[str, Any]:
         "results_markdown": results_md.read_text(encoding="utf-8") if results_md else None,
         "config_yaml": run.config_file.read_text(encoding="utf-8"),
         "dpo": training.summary_cells(steps),
+        "samples": sample_matches(run, boards[-1].iteration) if boards else [],
     }
     atomic_write_text(out / "report.md", render_markdown(doc))
     atomic_write_text(out / "report.html", render_html(doc))

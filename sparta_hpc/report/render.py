@@ -123,11 +123,58 @@ def render_markdown(doc: dict[str, Any]) -> str:
         parts.append(md_table(*_results_cells(doc["results_table"])))
     else:
         parts.append("No evaluation results in this run.")
+    parts += _samples_markdown(doc.get("samples", []))
     parts += ["## DPO training", DPO_NOTE]
     if doc.get("dpo"):
         parts.append(md_table(SUMMARY_HEADERS, doc["dpo"]))
     parts += ["## Resolved config", "```yaml\n" + doc["config_yaml"].rstrip() + "\n```"]
     return "\n\n".join(parts) + "\n"
+
+
+SAMPLES_NOTE = (
+    "The first matches of the last rated iteration as the players answered and the judges scored them "
+    "(score of the first answer, score of the second; '-': no usable score)."
+)
+
+
+def _score_text(scores: list[float | None] | None) -> str:
+    if scores is None:
+        return "failed"
+    return ", ".join("-" if s is None else f"{s:g}" for s in scores)
+
+
+def _samples_markdown(samples: list[dict[str, Any]]) -> list[str]:
+    if not samples:
+        return []
+    parts = ["## Sample matches", SAMPLES_NOTE]
+    for m in samples:
+        quoted = [
+            f"**{p}**:\n\n" + "\n".join(f"> {line}" for line in (a or "(empty)").splitlines())
+            for p, a in m["answers"]
+        ]
+        parts += [
+            f"### Match `{m['match_id']}` (iteration {m['iteration']})",
+            "**Prompt**:\n\n" + "\n".join(f"> {line}" for line in m["prompt"].splitlines()),
+            *quoted,
+            md_table(("judge", "scores"), [[j, _score_text(s)] for j, s in m["scores"]]),
+        ]
+    return parts
+
+
+def _samples_html(samples: list[dict[str, Any]]) -> str:
+    if not samples:
+        return ""
+    blocks = []
+    for m in samples:
+        answers = "".join(
+            f"<h4>{html.escape(p)}</h4><pre>{html.escape(a or '(empty)')}</pre>" for p, a in m["answers"]
+        )
+        scores = html_table(("judge", "scores"), [[j, _score_text(s)] for j, s in m["scores"]])
+        blocks.append(
+            f"<h3>Match <code>{html.escape(m['match_id'])}</code> (iteration {m['iteration']})</h3>"
+            f"<h4>Prompt</h4><pre>{html.escape(m['prompt'])}</pre>{answers}{scores}"
+        )
+    return f'<h2 id="samples">Sample matches</h2><p>{html.escape(SAMPLES_NOTE)}</p>' + "".join(blocks)
 
 
 # ---------------------------------------------------------------- html
@@ -209,6 +256,7 @@ def render_html(doc: dict[str, Any]) -> str:
 {_boards_html(doc["boards"])}
 <h2>Plots</h2>{figures}
 <h2>Evaluation results</h2>{results}
+{_samples_html(doc.get("samples", []))}
 <h2>DPO training</h2><p>{html.escape(DPO_NOTE)}</p>{dpo}
 <h2>Resolved config</h2><pre>{html.escape(doc["config_yaml"])}</pre>
 <footer id="report-check">report-check: not loaded</footer>

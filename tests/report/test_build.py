@@ -105,6 +105,21 @@ def test_report_writes_leaderboards_markdown_and_html(report: Path) -> None:
     assert "http://" not in page and "https://" not in page  # self-contained
 
 
+def test_report_shows_sample_matches_with_the_real_answers_and_scores(run_dir: Path, report: Path) -> None:
+    import html
+
+    first = json.loads((run_dir / "iter_001" / "rate" / "judged.jsonl").open().readline())
+    md, page = (report / "report.md").read_text(), (report / "report.html").read_text()
+    assert "## Sample matches" in md and '<h2 id="samples">Sample matches</h2>' in page
+    assert f"### Match `{first['match_id']}` (iteration 1)" in md
+    for player, answer in zip(first["players"], first["responses"], strict=True):
+        shown = answer[:800].strip() or "(empty)"
+        assert f"**{player}**" in md
+        assert html.escape(shown.splitlines()[0]) in page
+    judges = sorted(first["judgments"])
+    assert judges and all(f"| {j} |" in md for j in judges)
+
+
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
